@@ -1,0 +1,117 @@
+/**
+ * The records the control plane keeps: sweeps, tasks, instances. These are the domain
+ * shapes; how they map to DynamoDB items (keys, sparse index attributes) is the store
+ * adapter's business (see docs/data-model.md). Validated with zod on read, so a record
+ * written by one version and read by another fails loudly instead of half-working.
+ */
+import { z } from "zod";
+import { ParamValue, SweepSpec } from "./spec.js";
+
+export const SweepStatus = z.enum(["creating", "running", "succeeded", "failed", "cancelled"]);
+export type SweepStatus = z.infer<typeof SweepStatus>;
+/** Statuses a sweep never leaves. `cancelled` is sticky: nothing restarts a cancelled sweep. */
+export const TERMINAL_SWEEP_STATUSES: readonly SweepStatus[] = ["succeeded", "failed", "cancelled"];
+
+export const TaskStatus = z.enum(["pending", "running", "succeeded", "failed", "cancelled"]);
+export type TaskStatus = z.infer<typeof TaskStatus>;
+export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ["succeeded", "failed", "cancelled"];
+
+export const InstanceStatus = z.enum(["launching", "running", "terminated"]);
+export type InstanceStatus = z.infer<typeof InstanceStatus>;
+
+export const ProviderName = z.enum(["local", "aws"]);
+export type ProviderName = z.infer<typeof ProviderName>;
+
+/** Where a sweep's workdir bundle lives in the object store. */
+export const BundleRef = z.object({
+  key: z.string(),
+  sha256: z.string(),
+  bytes: z.number().int().nonnegative(),
+});
+export type BundleRef = z.infer<typeof BundleRef>;
+
+export const SweepRecord = z.object({
+  sweepId: z.string(),
+  name: z.string(),
+  owner: z.string(),
+  provider: ProviderName,
+  status: SweepStatus,
+  /** True while the control plane still has work for this sweep (tasks, or instances to reap). */
+  active: z.boolean(),
+  spec: SweepSpec,
+  taskCount: z.number().int().nonnegative(),
+  shardCount: z.number().int().min(1),
+  bundle: BundleRef.optional(),
+  /** Next instance sequence number; advanced with a conditional write before launching, so concurrent reconciles never over-launch. */
+  launchSeq: z.number().int().nonnegative(),
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  finishedAt: z.number().optional(),
+  cancelRequestedAt: z.number().optional(),
+  /** Why the sweep ended as it did, or why it is stuck (never "RUNNABLE" with no reason). */
+  reason: z.string().optional(),
+  /** Absolute path of the directory holding the spec file the sweep was launched from (local provider). */
+  specDir: z.string().optional(),
+});
+export type SweepRecord = z.infer<typeof SweepRecord>;
+
+export const TaskRecord = z.object({
+  sweepId: z.string(),
+  index: z.number().int().nonnegative(),
+  shard: z.number().int().nonnegative(),
+  /** Short content hash of the task's params and repeat number: the same spec gives the same ids. */
+  taskId: z.string(),
+  params: z.record(z.string(), ParamValue),
+  status: TaskStatus,
+  /** Attempts started so far (0 before the first claim). The running attempt is `attempt`. */
+  attempt: z.number().int().nonnegative(),
+  /** Attempts that failed (non-zero exit, timeout); counted against retry.max_attempts. */
+  failures: z.number().int().nonnegative(),
+  /** Attempts lost to infrastructure (lease expired, preemption); not counted against max_attempts. */
+  lost: z.number().int().nonnegative(),
+  /** Epoch ms from which a pending task may be claimed (retry backoff). */
+  readyAt: z.number(),
+  leaseOwner: z.string().optional(),
+  leaseExpiresAt: z.number().optional(),
+  startedAt: z.number().optional(),
+  finishedAt: z.number().optional(),
+  exitCode: z.number().int().optional(),
+  signal: z.string().optional(),
+  durationMs: z.number().optional(),
+  /** Final value of every key seen in the task's metrics file (last value wins). */
+  metrics: z.record(z.string(), z.unknown()).optional(),
+  /** Object-store keys of the files the task produced. */
+  outputs: z.array(z.string()).optional(),
+  /** Why the last attempt ended other than with exit 0, in words. */
+  error: z.string().optional(),
+  updatedAt: z.number(),
+});
+export type TaskRecord = z.infer<typeof TaskRecord>;
+
+export const InstanceRecord = z.object({
+  sweepId: z.string(),
+  instanceId: z.string(),
+  provider: ProviderName,
+  status: InstanceStatus,
+  slots: z.number().int().min(1),
+  launchedAt: z.number(),
+  /** Absolute deadline (launch + ttl); stop/start never moves it. The reaper terminates past it. */
+  deadline: z.number(),
+  heartbeatAt: z.number().optional(),
+  /** Provider handle: a pid for local, an EC2 instance id for aws. */
+  providerRef: z.string().optional(),
+  host: z.string().optional(),
+  terminatedAt: z.number().optional(),
+  reason: z.string().optional(),
+});
+export type InstanceRecord = z.infer<typeof InstanceRecord>;
+
+/** Shards spread pending-task claims so thousands of agents don't contend on one partition key. */
+export function shardCountFor(taskCount: number): number {
+  return Math.min(32, Math.max(1, Math.ceil(taskCount / 500)));
+}
+
+/** Which shard a task lives in: round-robin, so every shard holds a similar share. */
+export function shardOf(index: number, shardCount: number): number {
+  return index % shardCount;
+}

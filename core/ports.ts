@@ -1,0 +1,133 @@
+/**
+ * Ports: what core/ needs from the outside world. Adapters live in providers/.
+ * Every state change goes through a single-item conditional write; a failed
+ * condition surfaces as ConditionFailedError (or a subclass) and nothing is written.
+ */
+import type { InstanceRecord, InstanceStatus, SweepRecord, SweepStatus, TaskRecord, TaskStatus } from "./model.js";
+
+/** Fields a task update may set; `null` removes the attribute (e.g. clearing a lease). */
+export type TaskUpdate = {
+  [K in keyof Omit<TaskRecord, "sweepId" | "index" | "shard" | "taskId" | "params">]?: TaskRecord[K] | null;
+};
+
+/** The state a task must be in for a transition to apply. */
+export interface TaskExpectation {
+  status: TaskStatus | readonly TaskStatus[];
+  attempt?: number;
+  leaseOwner?: string;
+  /** The lease must still expire exactly here (the reaper re-queues only the lease it saw). */
+  leaseExpiresAt?: number;
+}
+
+export type SweepUpdate = {
+  [K in keyof Omit<SweepRecord, "sweepId" | "name" | "owner" | "provider" | "spec" | "createdAt">]?:
+    | SweepRecord[K]
+    | null;
+};
+
+export interface SweepExpectation {
+  status?: SweepStatus | readonly SweepStatus[];
+  launchSeq?: number;
+  active?: boolean;
+}
+
+export type InstanceUpdate = {
+  [K in keyof Omit<InstanceRecord, "sweepId" | "instanceId" | "provider" | "launchedAt">]?: InstanceRecord[K] | null;
+};
+
+export interface InstanceExpectation {
+  status?: InstanceStatus | readonly InstanceStatus[];
+}
+
+/** Pending and running counts from the sparse indexes; eventually consistent on DynamoDB. */
+export interface OpenTaskCounts {
+  pending: number;
+  running: number;
+}
+
+/** Sweeps, tasks and instances in DynamoDB (dynalite locally). */
+export interface StateStore {
+  /** Writes a new sweep; fails with ConditionFailedError if the id exists. */
+  createSweep(sweep: SweepRecord): Promise<void>;
+  getSweep(sweepId: string): Promise<SweepRecord | undefined>;
+  /** Newest first, by owner, through an index (no scan). */
+  listSweeps(options?: { owner?: string; limit?: number }): Promise<SweepRecord[]>;
+  /** Sweeps whose `active` flag is set, through a sparse index. */
+  listActiveSweeps(): Promise<SweepRecord[]>;
+  /** Conditional update; returns the new record. Setting `active: false` drops it from the active index. */
+  updateSweep(sweepId: string, expect: SweepExpectation, update: SweepUpdate): Promise<SweepRecord>;
+  /** Deletes a sweep and its tasks; used only to undo a launch that failed half-way. */
+  deleteSweep(sweepId: string, shardCount: number): Promise<void>;
+
+  /** Initial write of a sweep's tasks (batched, idempotent puts); only while the sweep is `creating`. */
+  putTasks(tasks: readonly TaskRecord[]): Promise<void>;
+  getTask(sweepId: string, index: number, shardCount: number): Promise<TaskRecord | undefined>;
+  /** Every task of a sweep, sorted by index; a strongly consistent query per shard. */
+  listTasks(sweepId: string, shardCount: number): Promise<TaskRecord[]>;
+  /** Pending tasks of one shard with readyAt <= `readyBy` (omit for any), oldest readyAt first. */
+  listPendingTasks(sweepId: string, shard: number, options?: { readyBy?: number; limit?: number }): Promise<TaskRecord[]>;
+  /** Running tasks of one shard whose lease expires before `expiredBefore` (omit for all). */
+  listRunningTasks(sweepId: string, shard: number, options?: { expiredBefore?: number; limit?: number }): Promise<TaskRecord[]>;
+  countOpenTasks(sweepId: string, shardCount: number): Promise<OpenTaskCounts>;
+  /** Conditional single-item transition; throws ConditionFailedError when `expect` does not hold. */
+  updateTask(sweepId: string, index: number, shardCount: number, expect: TaskExpectation, update: TaskUpdate): Promise<TaskRecord>;
+
+  /** Creates an instance record; ConditionFailedError if it exists (launches are idempotent by id). */
+  putInstance(instance: InstanceRecord): Promise<void>;
+  listInstances(sweepId: string): Promise<InstanceRecord[]>;
+  getInstance(sweepId: string, instanceId: string): Promise<InstanceRecord | undefined>;
+  updateInstance(
+    sweepId: string,
+    instanceId: string,
+    expect: InstanceExpectation,
+    update: InstanceUpdate,
+  ): Promise<InstanceRecord>;
+  /** Live (not terminated) instances of any sweep whose deadline is before `before`: the reaper's view. */
+  listInstancesPastDeadline(before: number): Promise<InstanceRecord[]>;
+}
+
+/** What reconcile asks a compute provider to start. */
+export interface LaunchRequest {
+  sweep: SweepRecord;
+  /** Our ids for the instances, derived from the sweep's launch sequence: idempotency tokens. */
+  instanceIds: readonly string[];
+}
+
+export interface LaunchResult {
+  instanceId: string;
+  /** Set when the instance started; absent with `error` when it did not. */
+  providerRef?: string;
+  host?: string;
+  error?: string;
+}
+
+/** What a provider can see of an instance. */
+export interface ObservedInstance {
+  instanceId: string;
+  state: "pending" | "running" | "gone";
+}
+
+/** EC2 (aws) or agent processes (local). */
+export interface Compute {
+  launch(request: LaunchRequest): Promise<LaunchResult[]>;
+  /** Idempotent; terminating a gone instance is not an error. */
+  terminate(instances: readonly InstanceRecord[], reason: string): Promise<void>;
+  describe(instances: readonly InstanceRecord[]): Promise<ObservedInstance[]>;
+}
+
+/** S3 (aws) or a directory (local). Keys use `/` separators. */
+export interface ObjectStore {
+  putFile(key: string, path: string): Promise<void>;
+  putBytes(key: string, body: Uint8Array | string): Promise<void>;
+  getFile(key: string, path: string): Promise<boolean>;
+  getBytes(key: string): Promise<Uint8Array | undefined>;
+  /** Keys under a prefix, sorted. */
+  list(prefix: string): Promise<string[]>;
+  exists(key: string): Promise<boolean>;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };

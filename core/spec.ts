@@ -1,0 +1,246 @@
+/**
+ * The sweep spec: one zod schema, the single source of truth for the YAML/JSON a user
+ * writes, the JSON Schema `spawn schema` prints, and the spec reference in docs/.
+ */
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+import { AbortError } from "./errors.js";
+
+/** A duration: seconds as a number, or text such as `90s`, `15m`, `2h`, `1h30m`. */
+export const Duration = z
+  .union([z.number().nonnegative(), z.string()])
+  .describe("duration: seconds as a number, or text such as 90s, 15m, 2h, 1h30m")
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `not a duration: ${JSON.stringify(value)} (use e.g. 90s, 15m, 2h)`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** Any JSON value a parameter may take; types are kept exactly in the params file. */
+export const ParamValue = z.json();
+export type ParamValue = z.infer<typeof ParamValue>;
+export type Params = Record<string, ParamValue>;
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
+const ParamName = z.string().regex(PARAM_NAME, "parameter names start with a letter or _ and use letters, digits, _ . -");
+
+/** `{range: [start, stop, step]}`: start, start+step, … while < stop (numpy arange; step defaults to 1). */
+export const RangeValues = z.strictObject({
+  range: z.union([z.tuple([z.number(), z.number()]), z.tuple([z.number(), z.number(), z.number()])]),
+});
+/** `{linspace: [start, stop, num]}`: num evenly spaced values, both ends included. */
+export const LinspaceValues = z.strictObject({
+  linspace: z.tuple([z.number(), z.number(), z.number().int().min(1).max(1_000_000)]),
+});
+/** `{logspace: [startExp, stopExp, num, base?]}`: base**x for num x evenly spaced; base defaults to 10. */
+export const LogspaceValues = z.strictObject({
+  logspace: z.union([
+    z.tuple([z.number(), z.number(), z.number().int().min(1).max(1_000_000)]),
+    z.tuple([z.number(), z.number(), z.number().int().min(1).max(1_000_000), z.number().positive()]),
+  ]),
+});
+/** The values of one axis: an explicit non-empty list, or a numeric generator. */
+export const AxisValues = z.union([z.array(ParamValue).min(1), RangeValues, LinspaceValues, LogspaceValues]);
+export type AxisValues = z.infer<typeof AxisValues>;
+
+/** One dimension of a random search. Bounds are inclusive for `int`. */
+export const RandomDistribution = z.union([
+  z.strictObject({ uniform: z.tuple([z.number(), z.number()]) }),
+  z.strictObject({ loguniform: z.tuple([z.number().positive(), z.number().positive()]) }),
+  z.strictObject({ int: z.tuple([z.number().int(), z.number().int()]) }),
+  z.strictObject({ choice: z.array(ParamValue).min(1) }),
+]);
+export type RandomDistribution = z.infer<typeof RandomDistribution>;
+
+/**
+ * Parameters. Every block present yields a list of assignments; the sweep is the cartesian
+ * product of the blocks in the order grid, zip, list, random (the last varies fastest).
+ * A parameter may be defined by one block only.
+ */
+export const ParamsSpec = z.strictObject({
+  grid: z
+    .record(ParamName, AxisValues)
+    .optional()
+    .describe("cartesian product of every axis; the last axis varies fastest"),
+  zip: z
+    .record(ParamName, AxisValues)
+    .optional()
+    .describe("axes walked together: the i-th task takes the i-th value of every axis; lengths must match"),
+  list: z
+    .array(z.record(ParamName, ParamValue))
+    .min(1)
+    .optional()
+    .describe("explicit assignments, one per task"),
+  random: z
+    .strictObject({
+      count: z.number().int().min(1).max(1_000_000),
+      seed: z.number().int().default(0),
+      space: z.record(ParamName, RandomDistribution),
+    })
+    .optional()
+    .describe("seeded random search: count draws from the space; the same seed gives the same tasks"),
+});
+export type ParamsSpec = z.infer<typeof ParamsSpec>;
+
+export const Backoff = z.enum(["fixed", "exponential", "exponential-jitter"]);
+
+export const RetrySpec = z.strictObject({
+  max_attempts: z.number().int().min(1).max(100).default(1).describe("attempts per task, the first included"),
+  backoff: Backoff.default("exponential"),
+  base: Duration.default(10).describe("delay before the first retry"),
+  max_delay: Duration.default(600).describe("upper bound on any retry delay"),
+  on_exit_codes: z
+    .array(z.number().int().min(1).max(255))
+    .min(1)
+    .optional()
+    .describe("retry only these exit codes (default: any non-zero exit, timeout or signal)"),
+});
+export type RetrySpec = z.infer<typeof RetrySpec>;
+
+export const ResourcesSpec = z.strictObject({
+  gpus: z.number().int().min(0).max(64).default(0).describe("GPUs per task"),
+  slots: z
+    .number()
+    .int()
+    .min(1)
+    .max(1024)
+    .optional()
+    .describe("tasks run at once per instance (default: one per GPU, or one on a machine without GPUs)"),
+  instance_types: z.array(z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, "an EC2 instance type such as g5.xlarge")).min(1).optional(),
+  spot: z.boolean().default(true),
+  regions: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as us-east-1")).min(1).optional(),
+  max_price: z.number().positive().optional().describe("USD per instance-hour, spot or on-demand"),
+});
+export type ResourcesSpec = z.infer<typeof ResourcesSpec>;
+
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names use letters, digits and _");
+
+/** The sweep spec. Unknown keys are errors at every level. */
+export const SweepSpec = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "1-63 letters, digits, . _ -, starting with a letter or digit"),
+  workdir: z.string().min(1).default(".").describe("directory bundled and shipped to every instance, relative to the spec"),
+  setup: z.string().min(1).optional().describe("runs once per instance per workdir version, before any task"),
+  setup_timeout: Duration.default(600),
+  command: z.string().min(1).describe("run with sh -c; {{name}} is replaced by the shell-quoted parameter"),
+  params: ParamsSpec.optional(),
+  repeat: z.number().int().min(1).max(100_000).default(1).describe("run every parameter assignment this many times"),
+  env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()])).default({}),
+  resources: ResourcesSpec.default(ResourcesSpec.parse({})),
+  max_instances: z.number().int().min(1).max(5000).default(1),
+  retry: RetrySpec.default(RetrySpec.parse({})),
+  timeout: Duration.optional().describe("per attempt; the task gets SIGTERM, then SIGKILL after grace"),
+  grace: Duration.default(90).describe("time between SIGTERM and SIGKILL on cancel, timeout or preemption"),
+  lease: Duration.default(60).describe("a claim lives this long without a heartbeat before the task is re-queued"),
+  ttl: Duration.default(86_400).describe("absolute lifetime of every instance; the reaper terminates it after"),
+  idle_timeout: Duration.default(300).describe("an instance with nothing to run for this long exits"),
+  budget: z.number().positive().optional().describe("USD; launches stop and the sweep fails when reached"),
+  outputs: z.array(z.string().min(1)).default([]).describe("globs, relative to the task's working directory, to keep"),
+});
+/** A validated spec with defaults applied; durations are milliseconds. */
+export type SweepSpec = z.infer<typeof SweepSpec>;
+/** What a user writes. */
+export type SweepSpecInput = z.input<typeof SweepSpec>;
+
+/** One problem in a spec, with the dotted path of the field it concerns. */
+export interface SpecIssue {
+  path: string;
+  message: string;
+}
+
+/** A spec that failed validation; exit code 2, nothing created. */
+export class SpecError extends AbortError {
+  override name = "SpecError";
+  constructor(
+    readonly issues: SpecIssue[],
+    source?: string,
+  ) {
+    super(
+      `invalid spec${source ? ` ${source}` : ""}:\n${issues.map((i) => `  ${i.path || "(root)"}: ${i.message}`).join("\n")}`,
+      "run `spawn schema` for the full schema, or see docs/spec.md",
+    );
+  }
+}
+
+/** Dotted path: `resources.instance_types[0]`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out;
+}
+
+/** Flattens zod issues; for a union, reports the branch that got furthest instead of "invalid input". */
+function flattenIssues(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): SpecIssue[] {
+  const out: SpecIssue[] = [];
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path];
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) out.push({ path: formatPath([...path, key]), message: "unknown key" });
+    } else if (issue.code === "invalid_union" && issue.errors.length > 0) {
+      const depth = (branch: readonly z.core.$ZodIssue[]) =>
+        Math.max(...branch.map((i) => i.path.length + (i.code === "invalid_type" ? 0 : 0.5)));
+      const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0] ?? [];
+      const allShallowTypeErrors = issue.errors.every((b) => b.every((i) => i.path.length === 0 && i.code === "invalid_type"));
+      if (allShallowTypeErrors) {
+        const expected = issue.errors.flatMap((b) => b.map((i) => (i.code === "invalid_type" ? i.expected : ""))).filter(Boolean);
+        out.push({ path: formatPath(path), message: `expected ${[...new Set(expected)].join(" or ")}` });
+      } else out.push(...flattenIssues(best, path));
+    } else {
+      out.push({ path: formatPath(path), message: issue.message.replace(/^Invalid input: /, "") });
+    }
+  }
+  return out;
+}
+
+/** Sets `a.b[0].c`-style paths (dots, numeric segments index arrays) on a plain object, creating objects as needed. */
+export function applyOverride(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split(".").filter((p) => p !== "");
+  if (parts.length === 0 || parts.some((p) => p === "__proto__" || p === "constructor" || p === "prototype")) {
+    throw new AbortError(`--set: invalid key ${JSON.stringify(path)}`, "use --set key.sub=value, e.g. --set retry.max_attempts=3");
+  }
+  let node: Record<string, unknown> | unknown[] = target;
+  parts.forEach((part, i) => {
+    const last = i === parts.length - 1;
+    const key: string | number = Array.isArray(node) && /^\d+$/.test(part) ? Number(part) : part;
+    if (last) {
+      (node as Record<string | number, unknown>)[key] = value;
+      return;
+    }
+    const next = (node as Record<string | number, unknown>)[key];
+    if (next === undefined || next === null || typeof next !== "object") {
+      const created = {};
+      (node as Record<string | number, unknown>)[key] = created;
+      node = created;
+    } else node = next as Record<string, unknown>;
+  });
+}
+
+/**
+ * Validates a raw spec (already parsed from YAML/JSON) after applying `--set` overrides
+ * (`[path, value]` pairs, values already parsed). Throws SpecError naming every bad field.
+ */
+export function parseSpec(raw: unknown, overrides: Array<[string, unknown]> = [], source?: string): SweepSpec {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new SpecError([{ path: "", message: "a spec is a mapping with at least name and command" }], source);
+  }
+  const copy = structuredClone(raw) as Record<string, unknown>;
+  for (const [path, value] of overrides) applyOverride(copy, path, value);
+  const result = SweepSpec.safeParse(copy);
+  if (!result.success) throw new SpecError(flattenIssues(result.error.issues), source);
+  return result.data;
+}
+
+/** JSON Schema (draft 2020-12) of what users write, for editors and `spawn schema`. */
+export function specJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(SweepSpec, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+}
