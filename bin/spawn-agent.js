@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import "../dist/agent.js";
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+await import("../dist/agent.js");

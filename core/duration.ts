@@ -8,7 +8,8 @@ const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
  * Returns undefined when the text is not a duration, so callers can name the field in their error.
  */
 export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
+  if (typeof value === "number")
+    return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
   const text = value.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
   if (!/^(\d+(?:\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;

@@ -3,7 +3,14 @@
  * Every state change goes through a single-item conditional write; a failed
  * condition surfaces as ConditionFailedError (or a subclass) and nothing is written.
  */
-import type { InstanceRecord, InstanceStatus, SweepRecord, SweepStatus, TaskRecord, TaskStatus } from "./model.js";
+import type {
+  InstanceRecord,
+  InstanceStatus,
+  SweepRecord,
+  SweepStatus,
+  TaskRecord,
+  TaskStatus,
+} from "./model.js";
 
 /** Fields a task update may set; `null` removes the attribute (e.g. clearing a lease). */
 export type TaskUpdate = {
@@ -32,7 +39,9 @@ export interface SweepExpectation {
 }
 
 export type InstanceUpdate = {
-  [K in keyof Omit<InstanceRecord, "sweepId" | "instanceId" | "provider" | "launchedAt">]?: InstanceRecord[K] | null;
+  [K in keyof Omit<InstanceRecord, "sweepId" | "instanceId" | "provider" | "launchedAt">]?:
+    | InstanceRecord[K]
+    | null;
 };
 
 export interface InstanceExpectation {
@@ -65,12 +74,26 @@ export interface StateStore {
   /** Every task of a sweep, sorted by index; a strongly consistent query per shard. */
   listTasks(sweepId: string, shardCount: number): Promise<TaskRecord[]>;
   /** Pending tasks of one shard with readyAt <= `readyBy` (omit for any), oldest readyAt first. */
-  listPendingTasks(sweepId: string, shard: number, options?: { readyBy?: number; limit?: number }): Promise<TaskRecord[]>;
+  listPendingTasks(
+    sweepId: string,
+    shard: number,
+    options?: { readyBy?: number; limit?: number },
+  ): Promise<TaskRecord[]>;
   /** Running tasks of one shard whose lease expires before `expiredBefore` (omit for all). */
-  listRunningTasks(sweepId: string, shard: number, options?: { expiredBefore?: number; limit?: number }): Promise<TaskRecord[]>;
+  listRunningTasks(
+    sweepId: string,
+    shard: number,
+    options?: { expiredBefore?: number; limit?: number },
+  ): Promise<TaskRecord[]>;
   countOpenTasks(sweepId: string, shardCount: number): Promise<OpenTaskCounts>;
   /** Conditional single-item transition; throws ConditionFailedError when `expect` does not hold. */
-  updateTask(sweepId: string, index: number, shardCount: number, expect: TaskExpectation, update: TaskUpdate): Promise<TaskRecord>;
+  updateTask(
+    sweepId: string,
+    index: number,
+    shardCount: number,
+    expect: TaskExpectation,
+    update: TaskUpdate,
+  ): Promise<TaskRecord>;
 
   /** Creates an instance record; ConditionFailedError if it exists (launches are idempotent by id). */
   putInstance(instance: InstanceRecord): Promise<void>;

@@ -28,7 +28,9 @@ export type ParamValue = z.infer<typeof ParamValue>;
 export type Params = Record<string, ParamValue>;
 
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
-const ParamName = z.string().regex(PARAM_NAME, "parameter names start with a letter or _ and use letters, digits, _ . -");
+const ParamName = z
+  .string()
+  .regex(PARAM_NAME, "parameter names start with a letter or _ and use letters, digits, _ . -");
 
 /** `{range: [start, stop, step]}`: start, start+step, … while < stop (numpy arange; step defaults to 1). */
 export const RangeValues = z.strictObject({
@@ -93,8 +95,8 @@ export const Backoff = z.enum(["fixed", "exponential", "exponential-jitter"]);
 export const RetrySpec = z.strictObject({
   max_attempts: z.number().int().min(1).max(100).default(1).describe("attempts per task, the first included"),
   backoff: Backoff.default("exponential"),
-  base: Duration.default(10).describe("delay before the first retry"),
-  max_delay: Duration.default(600).describe("upper bound on any retry delay"),
+  base: Duration.prefault(10).describe("delay before the first retry"),
+  max_delay: Duration.prefault(600).describe("upper bound on any retry delay"),
   on_exit_codes: z
     .array(z.number().int().min(1).max(255))
     .min(1)
@@ -112,37 +114,83 @@ export const ResourcesSpec = z.strictObject({
     .max(1024)
     .optional()
     .describe("tasks run at once per instance (default: one per GPU, or one on a machine without GPUs)"),
-  instance_types: z.array(z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, "an EC2 instance type such as g5.xlarge")).min(1).optional(),
-  spot: z.boolean().default(true),
-  regions: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as us-east-1")).min(1).optional(),
+  instance_types: z
+    .array(z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, "an EC2 instance type such as g5.xlarge"))
+    .min(1)
+    .optional()
+    .describe("EC2 types to choose from (aws provider)"),
+  spot: z.boolean().default(true).describe("use spot capacity (aws provider)"),
+  regions: z
+    .array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as us-east-1"))
+    .min(1)
+    .optional()
+    .describe("regions allowed, in order of preference (aws provider)"),
   max_price: z.number().positive().optional().describe("USD per instance-hour, spot or on-demand"),
 });
 export type ResourcesSpec = z.infer<typeof ResourcesSpec>;
 
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names use letters, digits and _");
+const EnvName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names use letters, digits and _");
 
 /** The sweep spec. Unknown keys are errors at every level. */
 export const SweepSpec = z.strictObject({
   name: z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "1-63 letters, digits, . _ -, starting with a letter or digit"),
-  workdir: z.string().min(1).default(".").describe("directory bundled and shipped to every instance, relative to the spec"),
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+      "1-63 letters, digits, . _ -, starting with a letter or digit",
+    )
+    .describe("the sweep's name; sweep ids start with it"),
+  workdir: z
+    .string()
+    .min(1)
+    .default(".")
+    .describe("directory bundled and shipped to every instance, relative to the spec"),
   setup: z.string().min(1).optional().describe("runs once per instance per workdir version, before any task"),
-  setup_timeout: Duration.default(600),
+  setup_timeout: Duration.prefault(600).describe("limit on the setup phase"),
   command: z.string().min(1).describe("run with sh -c; {{name}} is replaced by the shell-quoted parameter"),
-  params: ParamsSpec.optional(),
-  repeat: z.number().int().min(1).max(100_000).default(1).describe("run every parameter assignment this many times"),
-  env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()])).default({}),
-  resources: ResourcesSpec.default(ResourcesSpec.parse({})),
-  max_instances: z.number().int().min(1).max(5000).default(1),
-  retry: RetrySpec.default(RetrySpec.parse({})),
+  params: ParamsSpec.optional().describe("what to sweep over; without it, one task"),
+  repeat: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(1)
+    .describe("run every parameter assignment this many times"),
+  env: z
+    .record(EnvName, z.union([z.string(), z.number(), z.boolean()]))
+    .default({})
+    .describe("extra environment for setup and every task; the task contract's variables win on a clash"),
+  resources: ResourcesSpec.default(ResourcesSpec.parse({})).describe(
+    "what each task needs and where it may run",
+  ),
+  max_instances: z
+    .number()
+    .int()
+    .min(1)
+    .max(5000)
+    .default(1)
+    .describe("instances (local: agent processes) running at once; never more than the open work needs"),
+  retry: RetrySpec.default(RetrySpec.parse({})).describe("what happens when an attempt fails"),
   timeout: Duration.optional().describe("per attempt; the task gets SIGTERM, then SIGKILL after grace"),
-  grace: Duration.default(90).describe("time between SIGTERM and SIGKILL on cancel, timeout or preemption"),
-  lease: Duration.default(60).describe("a claim lives this long without a heartbeat before the task is re-queued"),
-  ttl: Duration.default(86_400).describe("absolute lifetime of every instance; the reaper terminates it after"),
-  idle_timeout: Duration.default(300).describe("an instance with nothing to run for this long exits"),
-  budget: z.number().positive().optional().describe("USD; launches stop and the sweep fails when reached"),
-  outputs: z.array(z.string().min(1)).default([]).describe("globs, relative to the task's working directory, to keep"),
+  grace: Duration.prefault(90).describe("time between SIGTERM and SIGKILL on cancel, timeout or preemption"),
+  lease: Duration.prefault(60).describe(
+    "a claim lives this long without a heartbeat before the task is re-queued",
+  ),
+  ttl: Duration.prefault(86_400).describe(
+    "absolute lifetime of every instance; the reaper terminates it after",
+  ),
+  idle_timeout: Duration.prefault(300).describe("an instance with nothing to run for this long exits"),
+  budget: z
+    .number()
+    .positive()
+    .optional()
+    .describe("USD; on aws, launches stop and the sweep fails when reached (local runs cost nothing)"),
+  outputs: z
+    .array(z.string().min(1))
+    .default([])
+    .describe("globs, relative to the task's working directory, to keep"),
 });
 /** A validated spec with defaults applied; durations are milliseconds. */
 export type SweepSpec = z.infer<typeof SweepSpec>;
@@ -180,7 +228,10 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /** Flattens zod issues; for a union, reports the branch that got furthest instead of "invalid input". */
-function flattenIssues(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): SpecIssue[] {
+function flattenIssues(
+  issues: readonly z.core.$ZodIssue[],
+  prefix: readonly PropertyKey[] = [],
+): SpecIssue[] {
   const out: SpecIssue[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];
@@ -190,9 +241,13 @@ function flattenIssues(issues: readonly z.core.$ZodIssue[], prefix: readonly Pro
       const depth = (branch: readonly z.core.$ZodIssue[]) =>
         Math.max(...branch.map((i) => i.path.length + (i.code === "invalid_type" ? 0 : 0.5)));
       const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0] ?? [];
-      const allShallowTypeErrors = issue.errors.every((b) => b.every((i) => i.path.length === 0 && i.code === "invalid_type"));
+      const allShallowTypeErrors = issue.errors.every((b) =>
+        b.every((i) => i.path.length === 0 && i.code === "invalid_type"),
+      );
       if (allShallowTypeErrors) {
-        const expected = issue.errors.flatMap((b) => b.map((i) => (i.code === "invalid_type" ? i.expected : ""))).filter(Boolean);
+        const expected = issue.errors
+          .flatMap((b) => b.map((i) => (i.code === "invalid_type" ? i.expected : "")))
+          .filter(Boolean);
         out.push({ path: formatPath(path), message: `expected ${[...new Set(expected)].join(" or ")}` });
       } else out.push(...flattenIssues(best, path));
     } else {
@@ -205,8 +260,14 @@ function flattenIssues(issues: readonly z.core.$ZodIssue[], prefix: readonly Pro
 /** Sets `a.b[0].c`-style paths (dots, numeric segments index arrays) on a plain object, creating objects as needed. */
 export function applyOverride(target: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split(".").filter((p) => p !== "");
-  if (parts.length === 0 || parts.some((p) => p === "__proto__" || p === "constructor" || p === "prototype")) {
-    throw new AbortError(`--set: invalid key ${JSON.stringify(path)}`, "use --set key.sub=value, e.g. --set retry.max_attempts=3");
+  if (
+    parts.length === 0 ||
+    parts.some((p) => p === "__proto__" || p === "constructor" || p === "prototype")
+  ) {
+    throw new AbortError(
+      `--set: invalid key ${JSON.stringify(path)}`,
+      "use --set key.sub=value, e.g. --set retry.max_attempts=3",
+    );
   }
   let node: Record<string, unknown> | unknown[] = target;
   parts.forEach((part, i) => {
@@ -229,9 +290,16 @@ export function applyOverride(target: Record<string, unknown>, path: string, val
  * Validates a raw spec (already parsed from YAML/JSON) after applying `--set` overrides
  * (`[path, value]` pairs, values already parsed). Throws SpecError naming every bad field.
  */
-export function parseSpec(raw: unknown, overrides: Array<[string, unknown]> = [], source?: string): SweepSpec {
+export function parseSpec(
+  raw: unknown,
+  overrides: Array<[string, unknown]> = [],
+  source?: string,
+): SweepSpec {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new SpecError([{ path: "", message: "a spec is a mapping with at least name and command" }], source);
+    throw new SpecError(
+      [{ path: "", message: "a spec is a mapping with at least name and command" }],
+      source,
+    );
   }
   const copy = structuredClone(raw) as Record<string, unknown>;
   for (const [path, value] of overrides) applyOverride(copy, path, value);

@@ -3,7 +3,11 @@
 import { build } from "esbuild";
 
 await build({
-  entryPoints: { cli: "cli/main.ts", agent: "agent/main.ts", "local-server": "providers/local/server-main.ts" },
+  entryPoints: {
+    cli: "cli/main.ts",
+    agent: "agent/main.ts",
+    "local-server": "providers/local/server-main.ts",
+  },
   outdir: "dist",
   bundle: true,
   platform: "node",

@@ -1,0 +1,114 @@
+/**
+ * The embedded control plane: dynalite on 127.0.0.1 (a port the OS picks, data under
+ * $SPAWN_HOME/db) plus the reconcile loop and the reaper on a timer, for as long as
+ * sweeps are active. Started on demand by the CLI; `spawn local stop` stops it.
+ */
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import dynalite from "dynalite";
+import { systemClock } from "#core/ports.js";
+import { reapExpiredInstances, reconcile } from "#core/reconcile.js";
+import { DynamoStateStore } from "#providers/dynamodb/store.js";
+import { ensureTables } from "#providers/dynamodb/tables.js";
+import type { Logger } from "../log.js";
+import { localDynamoClient, TABLE_PREFIX } from "./client.js";
+import { ProcessCompute } from "./compute.js";
+import type { LocalPaths } from "./paths.js";
+
+/** What `server.json` holds: how clients find the running control plane. */
+export interface ServerInfo {
+  pid: number;
+  endpoint: string;
+  startedAt: number;
+  version: number;
+}
+export const SERVER_INFO_VERSION = 1;
+
+export interface LocalServerOptions {
+  paths: LocalPaths;
+  agentCommand: readonly string[];
+  log: Logger;
+  /** @default 500 ms */
+  tickMs?: number;
+  /** Exit after this long with no active sweep. @default 10 min */
+  idleExitMs?: number;
+}
+
+export async function runLocalServer(
+  options: LocalServerOptions,
+): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+  const { paths, log } = options;
+  await mkdir(paths.db, { recursive: true });
+  const server = dynalite({ path: paths.db, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = localDynamoClient(endpoint);
+  await ensureTables(client, TABLE_PREFIX);
+  const store = new DynamoStateStore(client, TABLE_PREFIX);
+  const compute = new ProcessCompute({ paths, endpoint, agentCommand: options.agentCommand });
+  const deps = {
+    store,
+    compute,
+    clock: systemClock,
+    options: { launchTimeoutMs: 60_000, drainMs: 10_000 },
+  };
+
+  const info: ServerInfo = {
+    pid: process.pid,
+    endpoint,
+    startedAt: Date.now(),
+    version: SERVER_INFO_VERSION,
+  };
+  const tmp = `${paths.serverFile}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(info));
+  await rename(tmp, paths.serverFile);
+  log.info("control plane up", { endpoint, home: paths.home });
+
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let idleSince = Date.now();
+  const tickMs = options.tickMs ?? 500;
+
+  const tick = async () => {
+    try {
+      const active = await store.listActiveSweeps();
+      for (const sweep of active) {
+        try {
+          const r = await reconcile(deps, sweep.sweepId);
+          if (r.launched.length || r.terminated.length || r.requeued.length || r.finished || r.deactivated) {
+            log.info("reconciled", { ...r });
+          }
+        } catch (error) {
+          log.error("reconcile failed", { sweepId: sweep.sweepId, error });
+        }
+      }
+      const reaped = await reapExpiredInstances(deps);
+      if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
+      if (active.length > 0) idleSince = Date.now();
+      else if (Date.now() - idleSince > (options.idleExitMs ?? 600_000)) {
+        log.info("no active sweeps; exiting");
+        await stop();
+        return;
+      }
+    } catch (error) {
+      log.error("control loop error", { error });
+    }
+    if (!stopped) timer = setTimeout(tick, tickMs);
+  };
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    await rm(paths.serverFile, { force: true });
+    client.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    log.info("control plane stopped");
+  };
+
+  timer = setTimeout(tick, 0);
+  return { endpoint, stop };
+}
