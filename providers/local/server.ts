@@ -3,8 +3,9 @@
  * $SPAWN_HOME/db) plus the reconcile loop and the reaper on a timer, for as long as
  * sweeps are active. Started on demand by the CLI; `spawn local stop` stops it.
  */
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import dynalite from "dynalite";
 import { systemClock } from "#core/ports.js";
 import { reapExpiredInstances, reconcile } from "#core/reconcile.js";
@@ -40,11 +41,20 @@ export async function runLocalServer(
   const { paths, log } = options;
   await mkdir(paths.db, { recursive: true });
   const server = dynalite({ path: paths.db, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // Reuse the last port when it is free, so agents that outlived a restart find the store again.
+  const lastPort = Number(await readFile(join(paths.home, "port"), "utf8").catch(() => "0")) || 0;
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  await listen(lastPort).catch(() => listen(0));
+  const port = (server.address() as AddressInfo).port;
+  await writeFile(join(paths.home, "port"), String(port));
+  const endpoint = `http://127.0.0.1:${port}`;
   const client = localDynamoClient(endpoint);
   await ensureTables(client, TABLE_PREFIX);
   const store = new DynamoStateStore(client, TABLE_PREFIX);

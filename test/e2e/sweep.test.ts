@@ -334,3 +334,37 @@ describe("an agent killed with SIGKILL mid-task", () => {
     expect(killed?.status).toBe("terminated");
   });
 });
+
+describe("logs --follow", () => {
+  it("prints a running task's output as it comes, once, and returns when the sweep ends", () => {
+    const spec = writeSpec(
+      "chatty",
+      'name: chatty\ncommand: |\n  for i in 1 2 3 4; do echo "line $i"; sleep 1; done\n',
+    );
+    const sweepId = launch(spec);
+    const r = cli.run(["sweep", "logs", sweepId, "--task", "0", "--follow"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("line 1\nline 2\nline 3\nline 4\n");
+  });
+});
+
+describe("the local control plane", () => {
+  it("shows its status, stops, and restarts on demand with its data intact", () => {
+    // Given: it is running (earlier tests started it) and knows some sweeps
+    const before = cli.json<Array<{ sweepId: string }>>(["sweep", "list"]);
+    expect(before.length).toBeGreaterThan(0);
+    const status = cli.json<{ running: boolean; pid: number }>(["local", "status"]);
+    expect(status.running).toBe(true);
+
+    // When: stopped
+    expect(cli.run(["local", "stop"]).stdout).toBe("stopped\n");
+    expect(cli.json<{ running: boolean }>(["local", "status"]).running).toBe(false);
+
+    // Then: the next command starts it again, and the sweeps are still there
+    const after = cli.json<Array<{ sweepId: string }>>(["sweep", "list"]);
+    expect(after.map((s) => s.sweepId)).toEqual(before.map((s) => s.sweepId));
+    const restarted = cli.json<{ running: boolean; pid: number }>(["local", "status"]);
+    expect(restarted.running).toBe(true);
+    expect(restarted.pid).not.toBe(status.pid);
+  });
+});
