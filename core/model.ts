@@ -44,6 +44,8 @@ export const SweepRecord = z.object({
   bundle: BundleRef.optional(),
   /** Next instance sequence number; advanced with a conditional write before launching, so concurrent reconciles never over-launch. */
   launchSeq: z.number().int().nonnegative(),
+  /** When the last launch reservation was made: reserved numbers without instance records count as in flight until the launch timeout. */
+  launchReservedAt: z.number().optional(),
   createdAt: z.number(),
   updatedAt: z.number(),
   finishedAt: z.number().optional(),

@@ -13,7 +13,7 @@ import {
   type TaskRecord,
   TERMINAL_SWEEP_STATUSES,
 } from "./model.js";
-import type { Clock, Compute, StateStore } from "./ports.js";
+import type { Clock, Compute, LaunchResult, StateStore } from "./ports.js";
 import { afterAttempt } from "./retry.js";
 import type { SweepSpec } from "./spec.js";
 
@@ -131,7 +131,15 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
     );
     if (done) result.terminated.push(instance.instanceId);
   };
-  const instances = (await store.listInstances(sweepId)).filter(isLive);
+  const records = await store.listInstances(sweepId);
+  const instances = records.filter(isLive);
+  // Numbers another pass reserved but has not recorded yet are launches in flight; without
+  // counting them, a pass that reads in between would launch the same capacity again.
+  const launchTimeout = opts.launchTimeoutMs ?? 600_000;
+  const inFlight =
+    sweep.launchReservedAt !== undefined && now - sweep.launchReservedAt < launchTimeout
+      ? Math.max(0, sweep.launchSeq - records.length)
+      : 0;
   const observed = new Map((await compute.describe(instances)).map((o) => [o.instanceId, o.state]));
   const heartbeatTimeout = opts.heartbeatTimeoutMs ?? Math.max(3 * spec.lease, 30_000);
   const live: InstanceRecord[] = [];
@@ -240,7 +248,7 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
   // 6. Running: keep as many instances as the open work needs, never more than max_instances.
   const slots = slotsPerInstance(spec);
   const want = desiredInstances(spec, open.pending + open.running, slots);
-  const missing = want - live.length;
+  const missing = want - live.length - inFlight;
   if (missing > 0 && open.pending > 0) {
     result.launched = await launch(deps, sweep, missing, slots, now);
   }
@@ -264,7 +272,7 @@ async function launch(deps: ReconcileDeps, sweep: SweepRecord, count: number, sl
     store.updateSweep(
       sweep.sweepId,
       { status: "running", launchSeq: sweep.launchSeq },
-      { launchSeq: sweep.launchSeq + count, updatedAt: now },
+      { launchSeq: sweep.launchSeq + count, launchReservedAt: now, updatedAt: now },
     ),
   );
   // Another reconcile reserved first; it launches, we don't.
@@ -283,7 +291,16 @@ async function launch(deps: ReconcileDeps, sweep: SweepRecord, count: number, sl
       }),
     );
   }
-  const results = await compute.launch({ sweep: reserved, instanceIds: ids });
+  let results: LaunchResult[];
+  try {
+    results = await compute.launch({ sweep: reserved, instanceIds: ids });
+  } catch (error) {
+    // An API error fails every instance of the request; each gets the reason below.
+    results = ids.map((instanceId) => ({
+      instanceId,
+      error: error instanceof Error ? error.message : String(error),
+    }));
+  }
   const launched: string[] = [];
   for (const r of results) {
     if (r.error || !r.providerRef) {
@@ -323,7 +340,8 @@ export async function reapExpiredInstances(
   deps: Pick<ReconcileDeps, "store" | "compute" | "clock">,
 ): Promise<string[]> {
   const now = deps.clock.now();
-  const expired = await deps.store.listInstancesPastDeadline(now);
+  // An instance is expired at its deadline (reconcile uses >= too); the store's bound is exclusive.
+  const expired = await deps.store.listInstancesPastDeadline(now + 1);
   const reaped: string[] = [];
   for (const instance of expired) {
     await deps.compute.terminate([instance], "ttl reached");

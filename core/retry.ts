@@ -28,11 +28,13 @@ export const TIMEOUT_EXIT_CODE = 124;
 /** A task lost this many times is failed rather than re-queued forever. */
 export const MAX_LOST_ATTEMPTS = 10;
 
+/** Linux signal numbers (x86-64 and arm64 agree on 1-31). */
 const SIGNAL_NUMBERS: Record<string, number> = {
   SIGHUP: 1,
   SIGINT: 2,
   SIGQUIT: 3,
   SIGILL: 4,
+  SIGTRAP: 5,
   SIGABRT: 6,
   SIGBUS: 7,
   SIGFPE: 8,
@@ -43,6 +45,22 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGPIPE: 13,
   SIGALRM: 14,
   SIGTERM: 15,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
 };
 
 /** The shell's view of an exit: the code, 128+n for a signal, 124 for a timeout. */

@@ -279,7 +279,7 @@ export function applyOverride(target: Record<string, unknown>, path: string, val
     }
     const next = (node as Record<string | number, unknown>)[key];
     if (next === undefined || next === null || typeof next !== "object") {
-      const created = {};
+      const created = /^\d+$/.test(parts[i + 1] ?? "") ? [] : {};
       (node as Record<string | number, unknown>)[key] = created;
       node = created;
     } else node = next as Record<string, unknown>;
