@@ -211,6 +211,14 @@ describe("parseSpec: --set overrides", () => {
     expect(spec.resources.instance_types).toEqual(["g5.xlarge", "g5.2xlarge"]);
   });
 
+  test("a numeric segment under a missing field creates a list, not a mapping", () => {
+    // Given a spec without outputs
+    // When an element is set by index
+    const spec = parseSpec(minimal, [["outputs.0", "results/*.json"]]);
+    // Then outputs is a list holding it
+    expect(spec.outputs).toEqual(["results/*.json"]);
+  });
+
   test("overrides do not mutate the caller's object", () => {
     // Given a raw spec
     const raw = { ...minimal, retry: { max_attempts: 2 } };
