@@ -72,9 +72,9 @@ export const TaskRecord = z.object({
   /** Attempts lost to infrastructure (lease expired, preemption); not counted against max_attempts. */
   lost: z.number().int().nonnegative(),
   /** Epoch ms from which a pending task may be claimed (retry backoff). */
-  readyAt: z.number(),
+  readyAt: z.number().int().nonnegative(),
   leaseOwner: z.string().optional(),
-  leaseExpiresAt: z.number().optional(),
+  leaseExpiresAt: z.number().int().nonnegative().optional(),
   startedAt: z.number().optional(),
   finishedAt: z.number().optional(),
   exitCode: z.number().int().optional(),
@@ -98,7 +98,7 @@ export const InstanceRecord = z.object({
   slots: z.number().int().min(1),
   launchedAt: z.number(),
   /** Absolute deadline (launch + ttl); stop/start never moves it. The reaper terminates past it. */
-  deadline: z.number(),
+  deadline: z.number().int().nonnegative(),
   heartbeatAt: z.number().optional(),
   /** Provider handle: a pid for local, an EC2 instance id for aws. */
   providerRef: z.string().optional(),

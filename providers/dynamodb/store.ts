@@ -19,7 +19,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { ConditionFailedError, LeaseLostError } from "../../core/errors.js";
-import { InstanceRecord, type InstanceStatus, SweepRecord, shardOf, TaskRecord } from "../../core/model.js";
+import { InstanceRecord, SweepRecord, shardOf, TaskRecord } from "../../core/model.js";
 import type {
   InstanceExpectation,
   InstanceUpdate,
@@ -420,7 +420,7 @@ export class DynamoStateStore implements StateStore {
     const set: Record<string, unknown> = {};
     const remove: string[] = [];
     if (update.status) {
-      Object.assign(set, instanceIndexAttributes(instanceId, update.status as InstanceStatus));
+      Object.assign(set, instanceIndexAttributes(instanceId, update.status));
       if (!("liveShard" in set)) remove.push("liveShard");
     }
     if (typeof update.deadline === "number") set.deadlineKey = deadlineKey(update.deadline, instanceId);
