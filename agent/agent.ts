@@ -4,7 +4,7 @@
  * up to `slots` at once, heartbeating its instance and its leases. It exits when the
  * sweep has no work left, when idle too long, or when told to stop.
  */
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import { cp, link, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, relative, sep } from "node:path";
@@ -121,8 +121,9 @@ export class Agent {
     );
     try {
       this.cwd = await this.prepareWorkdir();
-      this.tree = await readTree(this.cwd);
       if (!this.stopping && (await this.runSetup())) {
+        // After setup, so what setup created is in every task's working directory too.
+        this.tree = await readTree(this.cwd);
         const slots = slotsPerInstance(sweep.spec, this.o.gpuCount ?? 0);
         log.info("agent ready", { slots });
         await Promise.all(Array.from({ length: slots }, (_, slot) => this.slotLoop(slot)));
@@ -161,47 +162,75 @@ export class Agent {
   }
 
   /**
-   * The setup phase: once per instance per workdir version (a marker next to the unpacked
-   * bundle). A failing setup fails the sweep with the reason: every instance would fail the same way.
+   * The setup phase: once per machine per workdir version and setup command. It runs in the
+   * unpacked workdir, so what it creates (a venv, downloaded weights) is there for every task.
+   * Agents sharing a machine (local) take a lock; the others wait for its marker. A failing
+   * setup fails the sweep with the reason: every instance would fail the same way.
    */
   private async runSetup(): Promise<boolean> {
-    const { spec } = this.sweep;
+    const { spec, sweepId } = this.sweep;
     if (!spec.setup) return true;
-    const marker = join(this.o.workDir, `setup-${this.sweep.bundle?.sha256 ?? "nobundle"}.ok`);
-    if (await stat(marker).catch(() => undefined)) return true;
-    const logFile = join(this.o.workDir, "setup.log");
-    const outcome = await runTask({
-      command: spec.setup,
-      cwd: this.cwd,
-      env: { SPAWN_SWEEP_ID: this.sweep.sweepId, SPAWN_PHASE: "setup", ...stringEnv(spec.env) },
-      logFile,
-      timeoutMs: spec.setup_timeout,
-      graceMs: Math.min(spec.grace, 30_000),
-      signal: this.wake.signal,
-    });
-    await this.o.objects
-      .putFile(setupLogKey(this.sweep.sweepId, this.o.instanceId), logFile)
-      .catch(() => undefined);
-    if (outcome.exitCode === 0 && !outcome.timedOut) {
-      await writeFile(marker, String(this.o.clock.now()));
-      return true;
+    const tag = createHash("sha256").update(spec.setup).digest("hex").slice(0, 12);
+    const marker = `${this.cwd}.setup-${tag}.ok`;
+    const lock = `${this.cwd}.setup-${tag}.lock`;
+    const staleAfter = spec.setup_timeout + spec.grace + 60_000;
+    for (;;) {
+      if (await stat(marker).catch(() => undefined)) return true;
+      if (this.stopping) return false;
+      try {
+        await mkdir(lock);
+        break;
+      } catch {
+        // Another agent on this machine runs setup; wait for its marker (or take over a stale lock).
+        const held = await stat(lock).catch(() => undefined);
+        if (held && Date.now() - held.mtimeMs > staleAfter) {
+          await rm(lock, { recursive: true, force: true });
+          continue;
+        }
+        if (await this.sweepEnded()) return false;
+        await sleep(250, this.wake.signal);
+      }
     }
-    if (this.stopping) return false;
-    const why =
-      outcome.error ??
-      (outcome.timedOut ? "timed out" : `exited with code ${outcome.exitCode ?? outcome.signal}`);
-    const reason = `setup failed on ${this.o.instanceId}: ${why}; see spawn sweep logs ${this.sweep.sweepId} --setup`;
-    this.o.log.error("setup failed", { reason });
-    const now = this.o.clock.now();
-    await this.o.store
-      .updateSweep(
-        this.sweep.sweepId,
-        { status: "running" },
-        { status: "failed", reason, finishedAt: now, updatedAt: now },
-      )
-      .catch(() => undefined);
-    this.stopReason = reason;
-    return false;
+    try {
+      const logFile = join(this.o.workDir, "setup.log");
+      const outcome = await runTask({
+        command: spec.setup,
+        cwd: this.cwd,
+        env: { SPAWN_SWEEP_ID: sweepId, SPAWN_PHASE: "setup", ...stringEnv(spec.env) },
+        logFile,
+        timeoutMs: spec.setup_timeout,
+        graceMs: Math.min(spec.grace, 30_000),
+        signal: this.wake.signal,
+      });
+      await this.o.objects.putFile(setupLogKey(sweepId, this.o.instanceId), logFile).catch(() => undefined);
+      if (outcome.exitCode === 0 && !outcome.timedOut) {
+        await writeFile(marker, String(this.o.clock.now()));
+        return true;
+      }
+      if (this.stopping) return false;
+      const why =
+        outcome.error ??
+        (outcome.timedOut ? "timed out" : `exited with code ${outcome.exitCode ?? outcome.signal}`);
+      const reason = `setup failed on ${this.o.instanceId}: ${why}; see spawn sweep logs ${sweepId} --setup`;
+      this.o.log.error("setup failed", { reason });
+      const now = this.o.clock.now();
+      await this.o.store
+        .updateSweep(
+          sweepId,
+          { status: "running" },
+          { status: "failed", reason, finishedAt: now, updatedAt: now },
+        )
+        .catch(() => undefined);
+      this.stopReason = reason;
+      return false;
+    } finally {
+      await rm(lock, { recursive: true, force: true });
+    }
+  }
+
+  private async sweepEnded(): Promise<boolean> {
+    const sweep = await this.o.store.getSweep(this.sweep.sweepId);
+    return !sweep || TERMINAL_SWEEP_STATUSES.includes(sweep.status);
   }
 
   private async slotLoop(slot: number): Promise<void> {

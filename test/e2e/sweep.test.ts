@@ -368,3 +368,51 @@ describe("the local control plane", () => {
     expect(restarted.pid).not.toBe(status.pid);
   });
 });
+
+describe("setup", () => {
+  it("runs once per machine before any task, and its files are in every task's directory", () => {
+    // Given: a setup that counts its runs and creates a file tasks read
+    const spec = writeSpec(
+      "setup-ok",
+      [
+        "name: setup-ok",
+        "workdir: setupwd",
+        "setup: |",
+        "  echo run >> ../setup-runs.txt",
+        "  echo ready > prepared.txt",
+        "command: |",
+        '  cp prepared.txt "$SPAWN_OUTPUT_DIR/"',
+        "params: { grid: { i: { range: [0, 4] } } }",
+        "max_instances: 2",
+      ].join("\n"),
+    );
+    mkdirSync(join(specs, "setupwd"), { recursive: true });
+    writeFileSync(join(specs, "setupwd", "README"), "a workdir\n");
+
+    // When
+    const r = cli.run(["sweep", "launch", spec, "--wait", "--json"]);
+
+    // Then: every task saw setup's file; setup ran once for two agents on this machine
+    expect(r.code, r.stderr).toBe(0);
+    const sweepId = (JSON.parse(r.stdout) as { sweepId: string }).sweepId;
+    const to = join(cli.home, "setup-out");
+    expect(cli.run(["sweep", "download", sweepId, "--to", to]).code).toBe(0);
+    for (const i of [0, 1, 2, 3])
+      expect(readFileSync(join(to, String(i), "output", "prepared.txt"), "utf8")).toBe("ready\n");
+    expect(readFileSync(join(cli.home, "cache", "bundles", "setup-runs.txt"), "utf8")).toBe("run\n");
+  });
+
+  it("a failing setup fails the sweep with the reason, and its log is kept", () => {
+    const spec = writeSpec(
+      "setup-bad",
+      "name: setup-bad\nsetup: echo 'no such package' >&2; exit 7\ncommand: 'true'\nparams: { grid: { i: [1, 2, 3] } }\n",
+    );
+    const r = cli.run(["sweep", "launch", spec, "--wait", "--json"]);
+    expect(r.code).toBe(1);
+    const status = JSON.parse(r.stdout) as StatusJson & { sweepId: string };
+    expect(status.status).toBe("failed");
+    expect(status.reason).toMatch(/setup failed on .*: exited with code 7/);
+    const logs = cli.run(["sweep", "logs", status.sweepId, "--setup"]);
+    expect(logs.stdout).toContain("no such package");
+  });
+});
