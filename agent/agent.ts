@@ -77,6 +77,8 @@ export class Agent {
   private lastWork: number;
   private lastContact: number;
   private claimLock: Promise<unknown> = Promise.resolve();
+  /** Ready tasks from the last page read, not yet tried. */
+  private candidates: TaskRecord[] = [];
   private cwd = "";
   /** The unpacked workdir's tree, recreated (hard links) in every task's private directory. */
   private tree: WorkdirTree = { dirs: [], files: [] };
@@ -270,42 +272,41 @@ export class Agent {
    * visited from a random start so that many agents spread over partitions.
    */
   private async claim(): Promise<TaskRecord | "not-ready" | "none-left"> {
-    const { store, clock, instanceId } = this.o;
-    const { sweepId, shardCount, spec } = this.sweep;
+    const { store, clock } = this.o;
+    const { sweepId, shardCount } = this.sweep;
     if (this.stopping) return "none-left";
+    const now = clock.now();
+    // The rest of the last page first: a claim is then one conditional write, no query. A
+    // candidate someone else took meanwhile just fails its condition.
+    while (this.candidates.length > 0) {
+      const task = this.candidates.pop()!;
+      if (task.readyAt > now || this.running.has(task.index)) continue;
+      const claimed = await this.tryClaim(task, now);
+      if (claimed) return claimed;
+    }
+    const pageSize = Math.max(8, 2 * slotsPerInstance(this.sweep.spec, this.o.gpuCount ?? 0));
     const start = randomInt(shardCount);
     let anyPending = false;
     for (let i = 0; i < shardCount; i++) {
       const shard = (start + i) % shardCount;
-      const now = clock.now();
-      const ready = await store.listPendingTasks(sweepId, shard, { readyBy: now, limit: 8 });
+      const ready = await store.listPendingTasks(sweepId, shard, { readyBy: now, limit: pageSize });
       if (ready.length === 0) {
         if (!anyPending) anyPending = (await store.listPendingTasks(sweepId, shard, { limit: 1 })).length > 0;
         continue;
       }
       anyPending = true;
-      // Start at a random candidate: agents reading the same page rarely pick the same task.
-      const offset = randomInt(ready.length);
+      // Shuffled: agents reading the same page rarely go for the same task.
+      for (let j = ready.length - 1; j > 0; j--) {
+        const k = randomInt(j + 1);
+        [ready[j], ready[k]] = [ready[k]!, ready[j]!];
+      }
       for (let j = 0; j < ready.length; j++) {
-        const task = ready[(offset + j) % ready.length]!;
+        const task = ready[j]!;
         if (this.running.has(task.index)) continue;
-        try {
-          return await store.updateTask(
-            sweepId,
-            task.index,
-            shardCount,
-            { status: "pending", attempt: task.attempt },
-            {
-              status: "running",
-              attempt: task.attempt + 1,
-              leaseOwner: instanceId,
-              leaseExpiresAt: now + spec.lease,
-              startedAt: now,
-              updatedAt: now,
-            },
-          );
-        } catch (error) {
-          if (!(error instanceof ConditionFailedError)) throw error;
+        const claimed = await this.tryClaim(task, now);
+        if (claimed) {
+          this.candidates = ready.slice(j + 1);
+          return claimed;
         }
       }
     }
@@ -313,6 +314,29 @@ export class Agent {
     // Nothing pending anywhere; running tasks elsewhere may still fail and be retried, but
     // then reconcile launches an instance for them. A cancelled or ended sweep also lands here.
     return "none-left";
+  }
+
+  /** The claim itself: pending at the attempt we saw → running, leased to us. */
+  private async tryClaim(task: TaskRecord, now: number): Promise<TaskRecord | undefined> {
+    try {
+      return await this.o.store.updateTask(
+        this.sweep.sweepId,
+        task.index,
+        this.sweep.shardCount,
+        { status: "pending", attempt: task.attempt },
+        {
+          status: "running",
+          attempt: task.attempt + 1,
+          leaseOwner: this.o.instanceId,
+          leaseExpiresAt: now + this.sweep.spec.lease,
+          startedAt: now,
+          updatedAt: now,
+        },
+      );
+    } catch (error) {
+      if (error instanceof ConditionFailedError) return undefined;
+      throw error;
+    }
   }
 
   private async execute(task: TaskRecord, slot: number): Promise<void> {

@@ -85,7 +85,11 @@ export interface StateStore {
     shard: number,
     options?: { expiredBefore?: number; limit?: number },
   ): Promise<TaskRecord[]>;
-  countOpenTasks(sweepId: string, shardCount: number): Promise<OpenTaskCounts>;
+  /**
+   * Pending and running tasks. With `cap`, each count stops at `cap` (and reads no more), for
+   * callers that only need to know whether the open work reaches a threshold.
+   */
+  countOpenTasks(sweepId: string, shardCount: number, options?: { cap?: number }): Promise<OpenTaskCounts>;
   /** Conditional single-item transition; throws ConditionFailedError when `expect` does not hold. */
   updateTask(
     sweepId: string,

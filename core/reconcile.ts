@@ -204,7 +204,10 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
     }
   }
 
-  const open = await store.countOpenTasks(sweepId, sweep.shardCount);
+  // Only as much open work as max_instances can take matters: the count stops there, so a pass
+  // costs the same for a sweep of 100 tasks or 100,000.
+  const slots = slotsPerInstance(spec);
+  const open = await store.countOpenTasks(sweepId, sweep.shardCount, { cap: spec.max_instances * slots });
 
   // 4. Finish a running sweep whose tasks are all final (checked again with a consistent read).
   let status: SweepStatus = sweep.status;
@@ -246,7 +249,6 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
   }
 
   // 6. Running: keep as many instances as the open work needs, never more than max_instances.
-  const slots = slotsPerInstance(spec);
   const want = desiredInstances(spec, open.pending + open.running, slots);
   const missing = want - live.length - inFlight;
   if (missing > 0 && open.pending > 0) {

@@ -590,6 +590,15 @@ describe.each(engines.map((engine) => [engine.name, engine] as const))(
         expect(listed).toHaveLength(10_000);
         expect(listed[9_999]).toEqual(tasks[9_999]);
         expect(await store.countOpenTasks(sweepId, shardCount)).toEqual({ pending: 10_000, running: 0 });
+        // A capped count stops at the cap, across shard boundaries too (500 per shard here).
+        expect(await store.countOpenTasks(sweepId, shardCount, { cap: 7 })).toEqual({
+          pending: 7,
+          running: 0,
+        });
+        expect(await store.countOpenTasks(sweepId, shardCount, { cap: 1_234 })).toEqual({
+          pending: 1_234,
+          running: 0,
+        });
         expect(await store.listPendingTasks(sweepId, 7)).toHaveLength(500);
       });
 

@@ -76,31 +76,36 @@ export const isFinished = (sweep: SweepRecord) =>
   TERMINAL_SWEEP_STATUSES.includes(sweep.status) && !sweep.active;
 
 /**
- * Polls until the sweep has ended and its instances are gone. On a TTY it redraws one
- * progress line; elsewhere it prints a line only when the counts change.
+ * Polls until the sweep has ended. The sweep item is read every `intervalMs`; the task
+ * counts (a read of every task) only every 2 s, or every 10 s for sweeps over 2,000 tasks,
+ * and never when `quiet`, so watching a large sweep doesn't load the store it watches. On a
+ * TTY one progress line is redrawn; elsewhere a line is printed when the counts change.
  */
 export async function watchSweep(
   store: StateStore,
   sweepId: string,
-  options: { intervalMs?: number; quiet?: boolean; signal?: AbortSignal } = {},
+  options: { intervalMs?: number; quiet?: boolean } = {},
 ): Promise<SweepStatusView> {
   const tty = Boolean(process.stderr.isTTY);
   let last = "";
+  let countedAt = 0;
   for (;;) {
     const sweep = await requireSweep(store, sweepId);
-    const tasks = await store.listTasks(sweepId, sweep.shardCount);
-    const counts = countByStatus(tasks);
-    const line = `${sweep.sweepId} ${sweep.status} ${progressBar(counts, sweep.taskCount)} ${summary(counts)}`;
-    if (!options.quiet && line !== last) {
-      if (tty) process.stderr.write(`\r\u001b[2K${line}`);
-      else process.stderr.write(`${line}\n`);
-      last = line;
+    const ended = TERMINAL_SWEEP_STATUSES.includes(sweep.status);
+    const every = sweep.taskCount > 2000 ? 10_000 : 2000;
+    if (!options.quiet && (ended || Date.now() - countedAt >= every)) {
+      countedAt = Date.now();
+      const counts = countByStatus(await store.listTasks(sweepId, sweep.shardCount));
+      const line = `${sweep.sweepId} ${sweep.status} ${progressBar(counts, sweep.taskCount)} ${summary(counts)}`;
+      if (line !== last) {
+        process.stderr.write(tty ? `\r\u001b[2K${line}` : `${line}\n`);
+        last = line;
+      }
     }
-    if (TERMINAL_SWEEP_STATUSES.includes(sweep.status)) {
+    if (ended) {
       if (!options.quiet && tty) process.stderr.write("\n");
-      return { sweep, tasks, counts, instances: await store.listInstances(sweepId) };
+      return sweepStatus(store, sweepId);
     }
-    if (options.signal?.aborted) throw options.signal.reason;
-    await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 250));
   }
 }

@@ -286,20 +286,38 @@ export class DynamoStateStore implements StateStore {
     return items.map(itemToTask);
   }
 
-  async countOpenTasks(sweepId: string, shardCount: number): Promise<OpenTaskCounts> {
-    const counts = await mapLimit(shards(shardCount), this.readConcurrency, async (shard) => {
-      const [pending, running] = await Promise.all(
-        (["pendingPk", "runningPk"] as const).map((attribute) => {
-          const expr = new Expression();
-          return this.countAll({
-            TableName: this.tables.tasks,
-            IndexName: attribute === "pendingPk" ? INDEX.tasksPending : INDEX.tasksRunning,
-            KeyConditionExpression: `${expr.name(attribute)} = ${expr.value(taskPk(sweepId, shard))}`,
-            ...expr.params(),
-          });
-        }),
+  async countOpenTasks(
+    sweepId: string,
+    shardCount: number,
+    options: { cap?: number } = {},
+  ): Promise<OpenTaskCounts> {
+    const count = (attribute: "pendingPk" | "runningPk", shard: number, max?: number) => {
+      const expr = new Expression();
+      return this.countAll(
+        {
+          TableName: this.tables.tasks,
+          IndexName: attribute === "pendingPk" ? INDEX.tasksPending : INDEX.tasksRunning,
+          KeyConditionExpression: `${expr.name(attribute)} = ${expr.value(taskPk(sweepId, shard))}`,
+          ...expr.params(),
+        },
+        max,
       );
-      return { pending: pending ?? 0, running: running ?? 0 };
+    };
+    if (options.cap !== undefined) {
+      // Capped: shard by shard, stop once `cap` is reached, so the cost is bounded by the cap.
+      const cap = options.cap;
+      const capped = async (attribute: "pendingPk" | "runningPk") => {
+        let total = 0;
+        for (let shard = 0; shard < shardCount && total < cap; shard++)
+          total += await count(attribute, shard, cap - total);
+        return total;
+      };
+      const [pending, running] = await Promise.all([capped("pendingPk"), capped("runningPk")]);
+      return { pending, running };
+    }
+    const counts = await mapLimit(shards(shardCount), this.readConcurrency, async (shard) => {
+      const [pending, running] = await Promise.all([count("pendingPk", shard), count("runningPk", shard)]);
+      return { pending, running };
     });
     return counts.reduce(
       (sum, c) => ({ pending: sum.pending + c.pending, running: sum.running + c.running }),
@@ -483,16 +501,22 @@ export class DynamoStateStore implements StateStore {
   }
 
   /** Select COUNT over every page. */
-  private async countAll(input: QueryCommandInput): Promise<number> {
+  /** Counts a query's items, all of them or at most `max` (reading no more than that). */
+  private async countAll(input: QueryCommandInput, max?: number): Promise<number> {
     let count = 0;
     let startKey: Record<string, unknown> | undefined;
     do {
       const out = await this.doc.send(
-        new QueryCommand({ ...input, Select: "COUNT", ExclusiveStartKey: startKey }),
+        new QueryCommand({
+          ...input,
+          Select: "COUNT",
+          ExclusiveStartKey: startKey,
+          ...(max !== undefined ? { Limit: max - count } : {}),
+        }),
       );
       count += out.Count ?? 0;
       startKey = out.LastEvaluatedKey;
-    } while (startKey);
+    } while (startKey && (max === undefined || count < max));
     return count;
   }
 
