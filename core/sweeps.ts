@@ -105,6 +105,17 @@ export async function requireSweep(store: StateStore, sweepId: string): Promise<
   return sweep;
 }
 
+/** Throws NotFoundError (exit 3) unless `index` is one of the sweep's tasks. */
+export function requireTaskIndex(sweep: Pick<SweepRecord, "sweepId" | "taskCount">, index: number): void {
+  if (index < 0 || index >= sweep.taskCount) {
+    throw new NotFoundError(
+      "task",
+      String(index),
+      `sweep ${sweep.sweepId} has tasks 0..${sweep.taskCount - 1}`,
+    );
+  }
+}
+
 /**
  * Cancels a sweep. It sticks: the status becomes `cancelled` with a conditional write,
  * and every other writer (reconcile, agents) only ever moves a sweep out of `running`.

@@ -4,7 +4,7 @@
  * and a clock the test moves by hand.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import type { InstanceRecord, SweepRecord, TaskRecord } from "../core/model.js";
 import { expandParams } from "../core/params.js";
 import type {
@@ -20,7 +20,7 @@ import { parseSpec } from "../core/spec.js";
 import { cancelSweep, createSweep } from "../core/sweeps.js";
 import { DynamoStateStore } from "../providers/dynamodb/store.js";
 import { ensureTables } from "../providers/dynamodb/tables.js";
-import { type DynamoEngine, startDynalite } from "./helpers/dynamo.js";
+import { type DynamoEngine, useDynaliteStore } from "./helpers/dynamo.js";
 
 const NOW = 1_700_000_000_000;
 
@@ -98,18 +98,11 @@ function gate(ms = 2_000): { promise: Promise<void>; open: () => void } {
   return { promise, open };
 }
 
-let engine: DynamoEngine;
+const useStore = useDynaliteStore("rc");
 let store: DynamoStateStore;
-
-beforeAll(async () => {
-  engine = await startDynalite();
-  const prefix = `rc${randomUUID().slice(0, 6)}-`;
-  await ensureTables(engine.client, prefix);
-  store = new DynamoStateStore(engine.client, prefix);
-});
-
-afterAll(async () => {
-  await engine?.close();
+let engine: DynamoEngine;
+beforeAll(() => {
+  ({ store, engine } = useStore());
 });
 
 interface World {

@@ -3,16 +3,15 @@
  * in-process dynalite.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { AbortError, ConditionFailedError, NotFoundError } from "../core/errors.js";
 import type { SweepRecord, TaskRecord } from "../core/model.js";
 import { expandParams } from "../core/params.js";
 import type { Clock, StateStore } from "../core/ports.js";
 import { parseSpec } from "../core/spec.js";
 import { cancelSweep, createSweep, newSweepId, retrySweep } from "../core/sweeps.js";
-import { DynamoStateStore } from "../providers/dynamodb/store.js";
-import { ensureTables } from "../providers/dynamodb/tables.js";
-import { type DynamoEngine, startDynalite } from "./helpers/dynamo.js";
+import type { DynamoStateStore } from "../providers/dynamodb/store.js";
+import { useDynaliteStore } from "./helpers/dynamo.js";
 
 const NOW = 1_700_000_000_000;
 
@@ -34,18 +33,10 @@ function wrapStore(base: StateStore, overrides: Partial<StateStore>): StateStore
   });
 }
 
-let engine: DynamoEngine;
+const useStore = useDynaliteStore("sw");
 let store: DynamoStateStore;
-
-beforeAll(async () => {
-  engine = await startDynalite();
-  const prefix = `sw${randomUUID().slice(0, 6)}-`;
-  await ensureTables(engine.client, prefix);
-  store = new DynamoStateStore(engine.client, prefix);
-});
-
-afterAll(async () => {
-  await engine?.close();
+beforeAll(() => {
+  ({ store } = useStore());
 });
 
 function input(taskCount: number, sweepId = `sw-${randomUUID().slice(0, 8)}`) {

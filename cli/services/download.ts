@@ -1,9 +1,8 @@
 /** `spawn sweep download`: every kept output file of a sweep (or one task) into a local directory. */
 import { join } from "node:path";
 import { outputsPrefix } from "#agent/agent.js";
-import { NotFoundError } from "#core/errors.js";
 import type { ObjectStore, StateStore } from "#core/ports.js";
-import { requireSweep } from "#core/sweeps.js";
+import { requireSweep, requireTaskIndex } from "#core/sweeps.js";
 
 export async function downloadOutputs(
   store: StateStore,
@@ -12,13 +11,7 @@ export async function downloadOutputs(
   options: { task?: number; to: string },
 ): Promise<string[]> {
   const sweep = await requireSweep(store, sweepId);
-  if (options.task !== undefined && (options.task < 0 || options.task >= sweep.taskCount)) {
-    throw new NotFoundError(
-      "task",
-      String(options.task),
-      `sweep ${sweepId} has tasks 0..${sweep.taskCount - 1}`,
-    );
-  }
+  if (options.task !== undefined) requireTaskIndex(sweep, options.task);
   const prefix = options.task === undefined ? `outputs/${sweepId}/` : outputsPrefix(sweepId, options.task);
   const written: string[] = [];
   for (const key of await objects.list(prefix)) {

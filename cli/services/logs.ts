@@ -4,7 +4,7 @@ import { logKey } from "#agent/agent.js";
 import { AbortError, NotFoundError } from "#core/errors.js";
 import { TERMINAL_SWEEP_STATUSES } from "#core/model.js";
 import type { ObjectStore, StateStore } from "#core/ports.js";
-import { requireSweep } from "#core/sweeps.js";
+import { requireSweep, requireTaskIndex } from "#core/sweeps.js";
 
 export interface LogsOptions {
   task?: number;
@@ -41,13 +41,7 @@ export async function showLogs(
 ): Promise<void> {
   const write = options.write ?? ((t: string) => process.stdout.write(t));
   const sweep = await requireSweep(store, sweepId);
-  if (options.task !== undefined && (options.task < 0 || options.task >= sweep.taskCount)) {
-    throw new NotFoundError(
-      "task",
-      String(options.task),
-      `sweep ${sweepId} has tasks 0..${sweep.taskCount - 1}`,
-    );
-  }
+  if (options.task !== undefined) requireTaskIndex(sweep, options.task);
   if (options.setup) {
     const keys = await objects.list(`logs/${sweepId}/setup/`);
     if (keys.length === 0)

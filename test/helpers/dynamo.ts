@@ -3,6 +3,7 @@
  * real engine's jar, shipped by amplify-dynamodb-simulator) when Java is available.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
@@ -10,6 +11,9 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import dynalite from "dynalite";
+import { afterAll, beforeAll } from "vitest";
+import { DynamoStateStore } from "../../providers/dynamodb/store.js";
+import { ensureTables } from "../../providers/dynamodb/tables.js";
 
 export interface DynamoEngine {
   /** e.g. "dynalite", "DynamoDB Local" */
@@ -50,6 +54,28 @@ export async function startDynalite(): Promise<DynamoEngine> {
       server.closeAllConnections?.();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/**
+ * A DynamoStateStore on in-process dynalite for one test file: tables under a fresh prefix
+ * created before the tests, the engine closed after. Call at the top level of the file; the
+ * returned getter works inside tests and hooks registered after it.
+ */
+export function useDynaliteStore(tag: string): () => { store: DynamoStateStore; engine: DynamoEngine } {
+  let ready: { store: DynamoStateStore; engine: DynamoEngine } | undefined;
+  beforeAll(async () => {
+    const engine = await startDynalite();
+    const prefix = `${tag}${randomUUID().slice(0, 6)}-`;
+    await ensureTables(engine.client, prefix);
+    ready = { engine, store: new DynamoStateStore(engine.client, prefix) };
+  });
+  afterAll(async () => {
+    await ready?.engine.close();
+  });
+  return () => {
+    if (!ready) throw new Error("useDynaliteStore: the store is ready only inside tests");
+    return ready;
   };
 }
 
