@@ -121,6 +121,11 @@ export class Agent {
       () => void this.heartbeat(),
       Math.max(250, Math.min(10_000, sweep.spec.lease / 3)),
     );
+    // A cancel must stop claims and tasks within seconds, whatever the lease length.
+    const watch = setInterval(
+      () => void this.watchSweep(),
+      Math.min(2000, Math.max(250, sweep.spec.lease / 3)),
+    );
     try {
       this.cwd = await this.prepareWorkdir();
       if (!this.stopping && (await this.runSetup())) {
@@ -136,6 +141,7 @@ export class Agent {
       this.stop(this.stopReason);
     } finally {
       clearInterval(heartbeat);
+      clearInterval(watch);
       await store
         .updateInstance(
           sweepId,
@@ -449,7 +455,19 @@ export class Agent {
     }
   }
 
-  /** Renews the instance heartbeat and every lease; notices cancellation and lost leases. */
+  /** Stops claiming and stops running tasks (as cancelled) once the sweep has ended. */
+  private async watchSweep(): Promise<void> {
+    const sweep = await this.o.store.getSweep(this.sweep.sweepId).catch(() => undefined);
+    if (!sweep || !TERMINAL_SWEEP_STATUSES.includes(sweep.status)) return;
+    for (const r of this.running.values()) {
+      r.abortReason ??= "cancelled";
+      r.abort.abort();
+    }
+    this.candidates = [];
+    this.stop(`sweep ${sweep.status}`);
+  }
+
+  /** Renews the instance heartbeat and every lease; notices lost leases. */
   private async heartbeat(): Promise<void> {
     const { store, clock, instanceId } = this.o;
     const { sweepId, shardCount, spec } = this.sweep;
@@ -465,15 +483,6 @@ export class Agent {
       this.o.log.warn("heartbeat failed", { error });
       // Our leases have expired by now and others run our tasks: stop rather than run blind.
       if (now - this.lastContact > 2 * spec.lease) this.stop("lost contact with the state store");
-      return;
-    }
-    const sweep = await store.getSweep(sweepId).catch(() => undefined);
-    if (sweep && TERMINAL_SWEEP_STATUSES.includes(sweep.status)) {
-      for (const r of this.running.values()) {
-        r.abortReason ??= "cancelled";
-        r.abort.abort();
-      }
-      this.stop(`sweep ${sweep.status}`);
       return;
     }
     await Promise.all(

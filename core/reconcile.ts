@@ -69,6 +69,27 @@ export function instanceIdFor(sweepId: string, seq: number): string {
 
 const isLive = (i: InstanceRecord) => i.status !== "terminated";
 
+/** Pending tasks of an ended sweep cancelled per pass; the next pass does the rest. */
+export const CANCELS_PER_PASS = 2000;
+
+/** `fn` over `items`, at most `limit` at a time; results in input order. */
+async function mapConcurrent<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 async function ignoreConflict<T>(write: Promise<T>): Promise<T | undefined> {
   try {
     return await write;
@@ -185,23 +206,28 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
     }
   }
 
-  // 3. An ended sweep (cancelled, or failed by its setup): pending tasks are cancelled;
-  //    running ones are stopped by their agents.
+  // 3. An ended sweep (cancelled, or failed by its setup): pending tasks are cancelled, a
+  //    bounded batch per pass and several writes at once, so cancelling 100,000 tasks neither
+  //    stalls the loop nor takes minutes; running ones are stopped by their agents.
   if (ended) {
-    for (let shard = 0; shard < sweep.shardCount; shard++) {
-      for (const task of await store.listPendingTasks(sweepId, shard)) {
-        const done = await ignoreConflict(
-          store.updateTask(
-            sweepId,
-            task.index,
-            sweep.shardCount,
-            { status: "pending", attempt: task.attempt },
-            { status: "cancelled", finishedAt: now, error: `sweep ${sweep.status}`, updatedAt: now },
-          ),
-        );
-        if (done) result.cancelledTasks++;
-      }
+    const pending: TaskRecord[] = [];
+    for (let shard = 0; shard < sweep.shardCount && pending.length < CANCELS_PER_PASS; shard++) {
+      pending.push(
+        ...(await store.listPendingTasks(sweepId, shard, { limit: CANCELS_PER_PASS - pending.length })),
+      );
     }
+    const done = await mapConcurrent(pending, 16, (task) =>
+      ignoreConflict(
+        store.updateTask(
+          sweepId,
+          task.index,
+          sweep.shardCount,
+          { status: "pending", attempt: task.attempt },
+          { status: "cancelled", finishedAt: now, error: `sweep ${sweep.status}`, updatedAt: now },
+        ),
+      ),
+    );
+    result.cancelledTasks = done.filter(Boolean).length;
   }
 
   // Only as much open work as max_instances can take matters: the count stops there, so a pass

@@ -1,5 +1,6 @@
-// Bundles the CLI and the agent into dist/ so that `npx spawn` starts fast
-// (one file of our code; dependencies stay in node_modules).
+// Bundles the CLI, the agent and the local control plane into dist/ with their dependencies,
+// so a command or an agent loads one file instead of hundreds of modules (start-up time is
+// benchmarked). dynalite stays external: it loads a native LevelDB binding at run time.
 import { build } from "esbuild";
 
 await build({
@@ -13,7 +14,10 @@ await build({
   platform: "node",
   format: "esm",
   target: "node20",
-  packages: "external",
+  external: ["dynalite"],
+  // Bundled CommonJS dependencies call require(); give the ES module output one.
+  banner: { js: "import { createRequire as __spawnCreateRequire } from 'node:module'; const require = __spawnCreateRequire(import.meta.url);" },
   sourcemap: true,
+  legalComments: "linked",
   logLevel: "warning",
 });

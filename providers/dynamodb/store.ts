@@ -550,8 +550,9 @@ export class DynamoStateStore implements StateStore {
       if (!isConditionalCheckFailed(err)) throw err;
       const attributes = [...new Set(["status", ...Object.keys(expected)])];
       let found = describeFound((err as { Item?: Item }).Item, attributes);
-      if (found === undefined) {
-        // dynalite does not return the item with the failure: read it (only on this path) for the message.
+      if (found === undefined && errorClass) {
+        // dynalite does not return the item with the failure. A lost lease is worth one read to
+        // explain (who holds it now); routine races (claims, re-queues) are not, and they are hot.
         const current = await this.doc
           .send(new GetCommand({ TableName: rest.TableName, Key: rest.Key, ConsistentRead: true }))
           .catch(() => undefined);

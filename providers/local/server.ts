@@ -85,16 +85,25 @@ export async function runLocalServer(
   const tick = async () => {
     try {
       const active = await store.listActiveSweeps();
-      for (const sweep of active) {
-        try {
-          const r = await reconcile(deps, sweep.sweepId);
-          if (r.launched.length || r.terminated.length || r.requeued.length || r.finished || r.deactivated) {
-            log.info("reconciled", { ...r });
+      // Sweeps are reconciled side by side: one busy sweep (a large cancel) never holds up another.
+      await Promise.all(
+        active.map(async (sweep) => {
+          try {
+            const r = await reconcile(deps, sweep.sweepId);
+            if (
+              r.launched.length ||
+              r.terminated.length ||
+              r.requeued.length ||
+              r.finished ||
+              r.deactivated
+            ) {
+              log.info("reconciled", { ...r });
+            }
+          } catch (error) {
+            log.error("reconcile failed", { sweepId: sweep.sweepId, error });
           }
-        } catch (error) {
-          log.error("reconcile failed", { sweepId: sweep.sweepId, error });
-        }
-      }
+        }),
+      );
       const reaped = await reapExpiredInstances(deps);
       if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
       if (active.length > 0) idleSince = Date.now();
