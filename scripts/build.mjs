@@ -16,7 +16,9 @@ await build({
   target: "node20",
   external: ["dynalite"],
   // Bundled CommonJS dependencies call require(); give the ES module output one.
-  banner: { js: "import { createRequire as __spawnCreateRequire } from 'node:module'; const require = __spawnCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __spawnCreateRequire } from 'node:module'; const require = __spawnCreateRequire(import.meta.url);",
+  },
   sourcemap: true,
   legalComments: "linked",
   logLevel: "warning",
