@@ -5,6 +5,7 @@
  * concurrently is harmless, because every write is conditional on the state it read
  * and instance launches are reserved through the sweep's launch sequence.
  */
+import { mapLimit } from "./concurrency.js";
 import { ConditionFailedError } from "./errors.js";
 import {
   type InstanceRecord,
@@ -71,24 +72,6 @@ const isLive = (i: InstanceRecord) => i.status !== "terminated";
 
 /** Pending tasks of an ended sweep cancelled per pass; the next pass does the rest. */
 export const CANCELS_PER_PASS = 2000;
-
-/** `fn` over `items`, at most `limit` at a time; results in input order. */
-async function mapConcurrent<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 async function ignoreConflict<T>(write: Promise<T>): Promise<T | undefined> {
   try {
@@ -216,7 +199,7 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
         ...(await store.listPendingTasks(sweepId, shard, { limit: CANCELS_PER_PASS - pending.length })),
       );
     }
-    const done = await mapConcurrent(pending, 16, (task) =>
+    const done = await mapLimit(pending, 16, (task) =>
       ignoreConflict(
         store.updateTask(
           sweepId,

@@ -20,7 +20,7 @@ import { parseSpec } from "../core/spec.js";
 import { cancelSweep, createSweep } from "../core/sweeps.js";
 import { DynamoStateStore } from "../providers/dynamodb/store.js";
 import { ensureTables } from "../providers/dynamodb/tables.js";
-import { type DynamoEngine, useDynaliteStore } from "./helpers/dynamo.js";
+import { type DynamoEngine, useDynaliteStore, wrapStore } from "./helpers/dynamo.js";
 
 const NOW = 1_700_000_000_000;
 
@@ -75,17 +75,6 @@ class FakeCompute implements Compute {
       .filter((t) => reason === undefined || t.reason === reason)
       .flatMap((t) => t.instanceIds);
   }
-}
-
-/** Overrides some methods of a store, delegating the rest. */
-function wrapStore(base: StateStore, overrides: Partial<StateStore>): StateStore {
-  return new Proxy(base, {
-    get(target, prop, receiver) {
-      if (Object.hasOwn(overrides, prop)) return overrides[prop as keyof StateStore];
-      const value = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
 }
 
 /** A promise and its resolver; also resolves by itself after `ms`, so a changed implementation cannot deadlock a test. */

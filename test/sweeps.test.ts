@@ -7,11 +7,11 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { AbortError, ConditionFailedError, NotFoundError } from "../core/errors.js";
 import type { SweepRecord, TaskRecord } from "../core/model.js";
 import { expandParams } from "../core/params.js";
-import type { Clock, StateStore } from "../core/ports.js";
+import type { Clock } from "../core/ports.js";
 import { parseSpec } from "../core/spec.js";
 import { cancelSweep, createSweep, newSweepId, retrySweep } from "../core/sweeps.js";
 import type { DynamoStateStore } from "../providers/dynamodb/store.js";
-import { useDynaliteStore } from "./helpers/dynamo.js";
+import { useDynaliteStore, wrapStore } from "./helpers/dynamo.js";
 
 const NOW = 1_700_000_000_000;
 
@@ -20,17 +20,6 @@ class TestClock implements Clock {
   now(): number {
     return this.t;
   }
-}
-
-/** Overrides some methods of a store, delegating the rest. */
-function wrapStore(base: StateStore, overrides: Partial<StateStore>): StateStore {
-  return new Proxy(base, {
-    get(target, prop, receiver) {
-      if (Object.hasOwn(overrides, prop)) return overrides[prop as keyof StateStore];
-      const value = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
 }
 
 const useStore = useDynaliteStore("sw");

@@ -18,6 +18,7 @@ import {
   type QueryCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { mapLimit } from "../../core/concurrency.js";
 import { ConditionFailedError, LeaseLostError } from "../../core/errors.js";
 import { InstanceRecord, SweepRecord, shardOf, TaskRecord } from "../../core/model.js";
 import type {
@@ -620,21 +621,3 @@ function marshalledNumber(raw: object): number | boolean | undefined {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Maps with at most `limit` calls in flight; results in input order. */
-async function mapLimit<T, R>(
-  inputs: readonly T[],
-  limit: number,
-  fn: (input: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(inputs.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < inputs.length) {
-      const i = next++;
-      results[i] = await fn(inputs[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, inputs.length) }, worker));
-  return results;
-}

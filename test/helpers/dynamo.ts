@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import dynalite from "dynalite";
 import { afterAll, beforeAll } from "vitest";
+import type { StateStore } from "../../core/ports.js";
 import { DynamoStateStore } from "../../providers/dynamodb/store.js";
 import { ensureTables } from "../../providers/dynamodb/tables.js";
 
@@ -55,6 +56,17 @@ export async function startDynalite(): Promise<DynamoEngine> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Overrides some methods of a store, delegating the rest (to inject failures and races). */
+export function wrapStore(base: StateStore, overrides: Partial<StateStore>): StateStore {
+  return new Proxy(base, {
+    get(target, prop, receiver) {
+      if (Object.hasOwn(overrides, prop)) return overrides[prop as keyof StateStore];
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 /**
