@@ -13,6 +13,7 @@ import {
   type SweepStatus,
   type TaskRecord,
   TERMINAL_SWEEP_STATUSES,
+  TERMINAL_TASK_STATUSES,
 } from "./model.js";
 import type { Clock, Compute, LaunchResult, StateStore } from "./ports.js";
 import { afterAttempt } from "./retry.js";
@@ -222,7 +223,7 @@ export async function reconcile(deps: ReconcileDeps, sweepId: string): Promise<R
   let status: SweepStatus = sweep.status;
   if (status === "running" && open.pending + open.running === 0) {
     const tasks = await store.listTasks(sweepId, sweep.shardCount);
-    if (tasks.every((t) => t.status === "succeeded" || t.status === "failed" || t.status === "cancelled")) {
+    if (tasks.every((t) => TERMINAL_TASK_STATUSES.includes(t.status))) {
       const finished = finalStatus(tasks);
       const written = await ignoreConflict(
         store.updateSweep(

@@ -236,53 +236,52 @@ export class DynamoStateStore implements StateStore {
       .sort((a, b) => a.index - b.index);
   }
 
-  async listPendingTasks(
+  listPendingTasks(
     sweepId: string,
     shard: number,
     options: { readyBy?: number; limit?: number } = {},
   ): Promise<TaskRecord[]> {
-    const expr = new Expression();
-    let condition = `${expr.name("pendingPk")} = ${expr.value(taskPk(sweepId, shard))}`;
-    if (options.readyBy !== undefined) {
-      // readyAt <= readyBy ⟺ readyAt < floor(readyBy) + 1 (readyAt is an integer).
-      const bound = orderedKeyBelow(Math.floor(options.readyBy) + 1);
-      if (bound === null) return [];
-      if (bound !== undefined) condition += ` AND ${expr.name("readyKey")} < ${expr.value(bound)}`;
-    }
-    const items = await this.queryAll(
-      {
-        TableName: this.tables.tasks,
-        IndexName: INDEX.tasksPending,
-        KeyConditionExpression: condition,
-        ScanIndexForward: true,
-        ...expr.params(),
-      },
-      options.limit,
-    );
-    return items.map(itemToTask);
+    // readyAt <= readyBy ⟺ readyAt < floor(readyBy) + 1 (readyAt is an integer).
+    const below = options.readyBy === undefined ? undefined : Math.floor(options.readyBy) + 1;
+    return this.queryTaskIndex("pending", sweepId, shard, below, options.limit);
   }
 
-  async listRunningTasks(
+  listRunningTasks(
     sweepId: string,
     shard: number,
     options: { expiredBefore?: number; limit?: number } = {},
   ): Promise<TaskRecord[]> {
+    return this.queryTaskIndex("running", sweepId, shard, options.expiredBefore, options.limit);
+  }
+
+  /** One shard of a sparse task index, oldest first, with the time sort key below `below` if given. */
+  private async queryTaskIndex(
+    which: "pending" | "running",
+    sweepId: string,
+    shard: number,
+    below: number | undefined,
+    limit: number | undefined,
+  ): Promise<TaskRecord[]> {
+    const [pkAttribute, sortAttribute, indexName] =
+      which === "pending"
+        ? (["pendingPk", "readyKey", INDEX.tasksPending] as const)
+        : (["runningPk", "leaseKey", INDEX.tasksRunning] as const);
     const expr = new Expression();
-    let condition = `${expr.name("runningPk")} = ${expr.value(taskPk(sweepId, shard))}`;
-    if (options.expiredBefore !== undefined) {
-      const bound = orderedKeyBelow(options.expiredBefore);
+    let condition = `${expr.name(pkAttribute)} = ${expr.value(taskPk(sweepId, shard))}`;
+    if (below !== undefined) {
+      const bound = orderedKeyBelow(below);
       if (bound === null) return [];
-      if (bound !== undefined) condition += ` AND ${expr.name("leaseKey")} < ${expr.value(bound)}`;
+      if (bound !== undefined) condition += ` AND ${expr.name(sortAttribute)} < ${expr.value(bound)}`;
     }
     const items = await this.queryAll(
       {
         TableName: this.tables.tasks,
-        IndexName: INDEX.tasksRunning,
+        IndexName: indexName,
         KeyConditionExpression: condition,
         ScanIndexForward: true,
         ...expr.params(),
       },
-      options.limit,
+      limit,
     );
     return items.map(itemToTask);
   }
