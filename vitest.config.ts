@@ -8,6 +8,8 @@ export default defineConfig({
       "providers/**/*.test.ts",
       "agent/**/*.test.ts",
       "cli/**/*.test.ts",
+      "cdk/**/*.test.ts",
+      "lambdas/**/*.test.ts",
     ],
     testTimeout: 60_000,
     hookTimeout: 120_000,

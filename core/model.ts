@@ -90,6 +90,19 @@ export const TaskRecord = z.object({
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
 
+/** Where an instance runs and what it costs (aws). Cost reports multiply run time by `pricePerHour`. */
+export const Placement = z.object({
+  instanceType: z.string(),
+  region: z.string(),
+  az: z.string().optional(),
+  market: z.enum(["spot", "on-demand"]),
+  /** USD per instance-hour at launch, from the price catalog (never invented). */
+  pricePerHour: z.number().nonnegative(),
+  /** Where the price came from: "snapshot <date>", "DescribeSpotPriceHistory", "Pricing API". */
+  priceSource: z.string(),
+});
+export type Placement = z.infer<typeof Placement>;
+
 export const InstanceRecord = z.object({
   sweepId: z.string(),
   instanceId: z.string(),
@@ -103,6 +116,10 @@ export const InstanceRecord = z.object({
   /** Provider handle: a pid for local, an EC2 instance id for aws. */
   providerRef: z.string().optional(),
   host: z.string().optional(),
+  /** Set once the provider reports where the instance landed (aws). */
+  placement: Placement.optional(),
+  /** GPUs the instance has (from the catalog on aws, from the executor's probe on the instance). */
+  gpus: z.number().nonnegative().optional(),
   terminatedAt: z.number().optional(),
   reason: z.string().optional(),
 });
