@@ -346,6 +346,8 @@ local
     process.stdout.write(stopped ? "stopped\n" : "not running\n");
   });
 
+// Command groups that live in cli/commands/<group>.ts register here, one call each.
+
 function report(error: unknown): number {
   if (error instanceof CommanderError) {
     if (
