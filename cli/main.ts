@@ -3,13 +3,14 @@
  * work failed, 2 bad usage or input, 3 not found, 130 interrupted.
  */
 import { resolve } from "node:path";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError } from "commander";
 import { AbortError, ExitCode } from "#core/errors.js";
 import { specJsonSchema } from "#core/spec.js";
 import { cancelSweep, exitCodeFor, retrySweep } from "#core/sweeps.js";
 import { findLocalControlPlane, stopLocalControlPlane } from "#providers/local/control-plane.js";
 import { localPaths } from "#providers/local/paths.js";
 import { checkProvider, currentOwner, openContext } from "./context.js";
+import { collect, intArg, onInterrupt, providerOption } from "./flags.js";
 import { paint, paintStatus, printJson, table } from "./output.js";
 import { downloadOutputs } from "./services/download.js";
 import { launchSweep } from "./services/launch.js";
@@ -33,30 +34,6 @@ const program = new Command("spawn")
   .option("--debug", "print stack traces for internal errors")
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
-
-function intArg(name: string, min = 0) {
-  return (value: string) => {
-    if (!/^\d+$/.test(value) || Number(value) < min) {
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
-    }
-    return Number(value);
-  };
-}
-
-const collect = (value: string, previous: string[]) => [...previous, value];
-const providerOption = () =>
-  new Option("--provider <provider>", "where to run: local (embedded, default) or aws").choices([
-    "local",
-    "aws",
-  ]);
-
-/** Ctrl-C while waiting: exit 130, and say the sweep goes on. */
-function onInterrupt(message: string): void {
-  process.once("SIGINT", () => {
-    process.stderr.write(`\n${message}\n`);
-    process.exit(ExitCode.interrupted);
-  });
-}
 
 const sweep = program.command("sweep").description("launch and inspect parameter sweeps");
 

@@ -1,0 +1,30 @@
+/** Flag parsers and helpers shared by every command group. */
+import { InvalidArgumentError, Option } from "commander";
+import { ExitCode } from "#core/errors.js";
+
+/** `--limit 5`: an integer of at least `min`, or a usage error naming the flag. */
+export function intArg(name: string, min = 0) {
+  return (value: string) => {
+    if (!/^\d+$/.test(value) || Number(value) < min) {
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+/** A repeatable flag's accumulator: `--set a=1 --set b=2`. */
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+export const providerOption = () =>
+  new Option("--provider <provider>", "where to run: local (embedded, default) or aws").choices([
+    "local",
+    "aws",
+  ]);
+
+/** Ctrl-C while waiting: exit 130, and say the work goes on. */
+export function onInterrupt(message: string): void {
+  process.once("SIGINT", () => {
+    process.stderr.write(`\n${message}\n`);
+    process.exit(ExitCode.interrupted);
+  });
+}
