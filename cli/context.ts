@@ -6,6 +6,8 @@ import { AbortError } from "#core/errors.js";
 import type { ProviderName } from "#core/model.js";
 import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
 import { systemClock } from "#core/ports.js";
+import type { ScheduleStore } from "#core/scheduler.js";
+import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { localDynamoClient, TABLE_PREFIX } from "#providers/local/client.js";
 import { ensureLocalControlPlane } from "#providers/local/control-plane.js";
@@ -15,6 +17,7 @@ import { type LocalPaths, localPaths } from "#providers/local/paths.js";
 export interface CliContext {
   provider: ProviderName;
   store: StateStore;
+  schedules: ScheduleStore;
   objects: ObjectStore;
   clock: Clock;
   paths: LocalPaths;
@@ -46,6 +49,7 @@ export async function openContext(providerName?: string): Promise<CliContext> {
   return {
     provider,
     store: new DynamoStateStore(client, TABLE_PREFIX),
+    schedules: new DynamoScheduleStore(client, TABLE_PREFIX),
     objects: new FileObjectStore(paths.objects),
     clock: systemClock,
     paths,

@@ -3,12 +3,13 @@
  * work failed, 2 bad usage or input, 3 not found, 130 interrupted.
  */
 import { resolve } from "node:path";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { AbortError, ExitCode } from "#core/errors.js";
 import { specJsonSchema } from "#core/spec.js";
 import { cancelSweep, exitCodeFor, retrySweep } from "#core/sweeps.js";
 import { findLocalControlPlane, stopLocalControlPlane } from "#providers/local/control-plane.js";
 import { localPaths } from "#providers/local/paths.js";
+import { registerSchedule } from "./commands/schedule.js";
 import { checkProvider, currentOwner, openContext } from "./context.js";
 import { collect, intArg, onInterrupt, providerOption } from "./flags.js";
 import { paint, paintStatus, printJson, table } from "./output.js";
@@ -324,6 +325,7 @@ local
   });
 
 // Command groups that live in cli/commands/<group>.ts register here, one call each.
+registerSchedule(program);
 
 function report(error: unknown): number {
   if (error instanceof CommanderError) {

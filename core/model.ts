@@ -134,3 +134,18 @@ export function shardCountFor(taskCount: number): number {
 export function shardOf(index: number, shardCount: number): number {
   return index % shardCount;
 }
+
+/** `<slug of name>-<time base36><4 random>`: sortable by creation, unique without coordination. */
+export function readableId(name: string, fallback: string, now: number, random: () => number): string {
+  const slug =
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 32) || fallback;
+  const suffix = Array.from(
+    { length: 4 },
+    () => "abcdefghijklmnopqrstuvwxyz0123456789"[Math.floor(random() * 36)],
+  ).join("");
+  return `${slug}-${now.toString(36)}${suffix}`;
+}

@@ -6,6 +6,7 @@ import { AbortError, ConditionFailedError, ExitCode, NotFoundError } from "./err
 import {
   type BundleRef,
   type ProviderName,
+  readableId,
   type SweepRecord,
   type SweepStatus,
   shardCountFor,
@@ -20,17 +21,7 @@ import type { SweepSpec } from "./spec.js";
 
 /** `lr-sweep` + time + randomness: sortable by creation, unique without coordination. */
 export function newSweepId(name: string, now: number, random: () => number): string {
-  const slug =
-    name
-      .toLowerCase()
-      .replace(/[^a-z0-9-]+/g, "-")
-      .replace(/^-+|-+$/g, "")
-      .slice(0, 32) || "sweep";
-  const suffix = Array.from(
-    { length: 4 },
-    () => "abcdefghijklmnopqrstuvwxyz0123456789"[Math.floor(random() * 36)],
-  ).join("");
-  return `${slug}-${now.toString(36)}${suffix}`;
+  return readableId(name, "sweep", now, random);
 }
 
 export interface CreateSweepInput {

@@ -2,31 +2,38 @@
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { SweepRecord } from "#core/model.js";
+import type { BundleRef, SweepRecord } from "#core/model.js";
 import { createSweep, newSweepId } from "#core/sweeps.js";
 import { bundleKey, createBundle } from "#providers/bundle.js";
 import { type CliContext, currentOwner } from "../context.js";
 import type { SweepPlan } from "./plan.js";
 
-export async function launchSweep(ctx: CliContext, plan: SweepPlan): Promise<SweepRecord> {
-  const bundle = await createBundle(plan.workdir, join(ctx.paths.home, "tmp"));
+/** Bundles a workdir and uploads it unless the same content is there already. */
+export async function uploadWorkdir(ctx: CliContext, workdir: string): Promise<BundleRef> {
+  const bundle = await createBundle(workdir, join(ctx.paths.home, "tmp"));
   try {
     const key = bundleKey(bundle.sha256);
     if (!(await ctx.objects.exists(key))) await ctx.objects.putFile(key, bundle.file);
-    const random = () => randomBytes(4).readUInt32BE() / 2 ** 32;
-    return await createSweep(
-      { store: ctx.store, clock: ctx.clock },
-      {
-        sweepId: newSweepId(plan.spec.name, ctx.clock.now(), random),
-        spec: plan.spec,
-        tasks: plan.tasks,
-        owner: currentOwner(),
-        provider: ctx.provider,
-        bundle: { key, sha256: bundle.sha256, bytes: bundle.bytes },
-        specDir: plan.specDir,
-      },
-    );
+    return { key, sha256: bundle.sha256, bytes: bundle.bytes };
   } finally {
     await rm(bundle.file, { force: true });
   }
+}
+
+export const cliRandom = () => randomBytes(4).readUInt32BE() / 2 ** 32;
+
+export async function launchSweep(ctx: CliContext, plan: SweepPlan): Promise<SweepRecord> {
+  const bundle = await uploadWorkdir(ctx, plan.workdir);
+  return await createSweep(
+    { store: ctx.store, clock: ctx.clock },
+    {
+      sweepId: newSweepId(plan.spec.name, ctx.clock.now(), cliRandom),
+      spec: plan.spec,
+      tasks: plan.tasks,
+      owner: currentOwner(),
+      provider: ctx.provider,
+      bundle,
+      specDir: plan.specDir,
+    },
+  );
 }

@@ -589,7 +589,7 @@ function shards(shardCount: number): number[] {
   return Array.from({ length: shardCount }, (_, i) => i);
 }
 
-function isConditionalCheckFailed(err: unknown): boolean {
+export function isConditionalCheckFailed(err: unknown): boolean {
   return (
     err !== null &&
     typeof err === "object" &&

@@ -9,11 +9,14 @@ import { join } from "node:path";
 import dynalite from "dynalite";
 import { systemClock } from "#core/ports.js";
 import { reapExpiredInstances, reconcile } from "#core/reconcile.js";
+import { runDueSchedules, storedSpecLauncher } from "#core/scheduler.js";
+import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { ensureTables } from "#providers/dynamodb/tables.js";
 import type { Logger } from "../log.js";
 import { localDynamoClient, TABLE_PREFIX } from "./client.js";
 import { ProcessCompute } from "./compute.js";
+import { FileObjectStore } from "./objects.js";
 import type { LocalPaths } from "./paths.js";
 
 /** What `server.json` holds: how clients find the running control plane. */
@@ -24,6 +27,8 @@ export interface ServerInfo {
   version: number;
 }
 export const SERVER_INFO_VERSION = 1;
+/** A firing is run up to this late (a slow tick); older due firings are recorded as missed. */
+const SCHEDULE_GRACE_MS = 60_000;
 
 export interface LocalServerOptions {
   paths: LocalPaths;
@@ -64,6 +69,12 @@ export async function runLocalServer(
     compute,
     clock: systemClock,
     options: { launchTimeoutMs: 60_000, drainMs: 10_000 },
+  };
+  const schedules = new DynamoScheduleStore(client, TABLE_PREFIX);
+  const scheduler = {
+    schedules,
+    clock: systemClock,
+    launcher: storedSpecLauncher({ store, objects: new FileObjectStore(paths.objects), clock: systemClock }),
   };
 
   const info: ServerInfo = {
@@ -106,7 +117,13 @@ export async function runLocalServer(
       );
       const reaped = await reapExpiredInstances(deps);
       if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
-      if (active.length > 0) idleSince = Date.now();
+      const pass = await runDueSchedules(scheduler, SCHEDULE_GRACE_MS);
+      for (const fired of pass.fired) log.info("schedule fired", { ...fired });
+      for (const missed of pass.missed)
+        log.warn("schedule firings missed while the control plane was down", missed);
+      // Armed schedules keep the control plane up: it is their timer.
+      const armed = await schedules.listDueSchedules(Number.MAX_SAFE_INTEGER);
+      if (active.length > 0 || armed.length > 0) idleSince = Date.now();
       else if (Date.now() - idleSince > (options.idleExitMs ?? 600_000)) {
         log.info("no active sweeps; exiting");
         await stop();
