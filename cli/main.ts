@@ -10,6 +10,8 @@ import { cancelSweep, exitCodeFor, retrySweep } from "#core/sweeps.js";
 import { findLocalControlPlane, stopLocalControlPlane } from "#providers/local/control-plane.js";
 import { localPaths } from "#providers/local/paths.js";
 import { registerSchedule } from "./commands/schedule.js";
+import { registerSlurm } from "./commands/slurm.js";
+import { registerTemplates } from "./commands/templates.js";
 import { checkProvider, currentOwner, openContext } from "./context.js";
 import { collect, intArg, onInterrupt, providerOption } from "./flags.js";
 import { paint, paintStatus, printJson, table } from "./output.js";
@@ -325,6 +327,8 @@ local
   });
 
 // Command groups that live in cli/commands/<group>.ts register here, one call each.
+registerTemplates(program);
+registerSlurm(program);
 registerSchedule(program);
 
 function report(error: unknown): number {
