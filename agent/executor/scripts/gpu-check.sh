@@ -41,6 +41,9 @@ for b in own cublas; do
   "$X" health --checks gemm --gemm-backend $b --seconds 10 >"$OUT/gemm-$b.json" 2>"$OUT/gemm-$b.err"
 done
 
+# The own kernels against cuBLAS on the same GPU, with a CPU-reference correctness check.
+make -C agent/executor tools >/dev/null && agent/executor/build/gemm-bench >"$OUT/gemm-bench.txt" 2>&1 || echo "gemm-bench failed" >>"$OUT/gemm-bench.txt"
+
 # Sampler overhead: the same GEMM burn with and without the sampler, alternated to cancel drift.
 for i in 1 2 3; do
   "$X" health --checks gemm --seconds 10 >"$OUT/overhead-off-$i.json" 2>/dev/null

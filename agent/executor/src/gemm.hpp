@@ -1,6 +1,6 @@
 // BF16 GEMM for the burn-in check: cuBLAS (dlopen'd, libcublas.so.13 or .12) when it can be
-// loaded, else our own tensor-core (WMMA) kernel. C[M][N] = A[M][K] * B[N][K]^T, all row-major
-// BF16, FP32 accumulation.
+// loaded, else our own tensor-core kernel: TMA + wgmma on Hopper (sm_90a), WMMA elsewhere.
+// C[M][N] = A[M][K] * B[N][K]^T, all row-major BF16, FP32 accumulation.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -22,10 +22,12 @@ class Gemm {
 };
 
 // backend: "auto" (cuBLAS, falling back to own), "cublas" (throws ApiError/UsageError if it
-// cannot be loaded) or "own". Uses the current device and `stream`.
+// cannot be loaded), "own" (the best own kernel for the device) or "own-portable" (the WMMA
+// kernel even on Hopper, for tools/gemm_bench.cu). Uses the current device and `stream`.
 std::unique_ptr<Gemm> make_gemm(const std::string& backend, cudaStream_t stream);
 
-// The own kernel's size constraints: m and n multiples of 128, k a multiple of 32.
-inline constexpr int kGemmTile = 128;
+// Sizes every own kernel takes: m, n and k multiples of kGemmTile (the Hopper kernel needs m % 128,
+// n % 256 and k % 64; the WMMA kernel m % 128, n % 128 and k % 32). Others throw UsageError.
+inline constexpr int kGemmTile = 256;
 
 }  // namespace spawn
