@@ -24,8 +24,13 @@ export interface RunTaskOptions {
   timeoutMs?: number;
   /** Between SIGTERM and SIGKILL on timeout or cancel. */
   graceMs: number;
-  /** Cancel or preemption: the same SIGTERM, grace, SIGKILL sequence as a timeout. */
+  /**
+   * Cancel or preemption: the same SIGTERM, grace, SIGKILL sequence as a timeout. Aborting with a
+   * {@link TaskAbort} as the reason names the cause in the log and may shorten the grace.
+   */
   signal?: AbortSignal;
+  /** argv run before `/bin/sh -c <command>`, e.g. `["unshare", "--net", "--"]`; it must exec the rest. */
+  wrapper?: readonly string[];
   /** Called with the process group id (the shell's pid) once the task has started. */
   onSpawn?(pid: number): void;
 }
@@ -46,6 +51,15 @@ export interface TaskOutcome {
   finishedAt: number;
   /** The task could not be started (missing cwd, unwritable log file, ...). */
   error?: string;
+}
+
+/** An abort reason for {@link runTask}: what to say in the task's log, and the grace it leaves. */
+export class TaskAbort {
+  constructor(
+    readonly why: string,
+    /** Overrides `graceMs` (a spot notice leaves less time than a cancel). */
+    readonly graceMs?: number,
+  ) {}
 }
 
 /** setTimeout's longest delay; longer ones would fire at once. */
@@ -179,7 +193,8 @@ export async function runTask(options: RunTaskOptions): Promise<TaskOutcome> {
 
   let child: ReturnType<typeof spawn>;
   try {
-    child = spawn("/bin/sh", ["-c", options.command], {
+    const [program, ...args] = [...(options.wrapper ?? []), "/bin/sh", "-c", options.command];
+    child = spawn(program!, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       detached: true,
@@ -214,20 +229,22 @@ export async function runTask(options: RunTaskOptions): Promise<TaskOutcome> {
     notes.push(log.write(`\n[spawn] ${new Date().toISOString()} ${text}\n`).catch(() => {}));
   };
 
-  const terminate = (why: string) => {
+  const terminate = (why: string, graceMs = options.graceMs) => {
     if (terminating) return;
     terminating = true;
-    note(`${why}: SIGTERM to the task's processes, SIGKILL in ${options.graceMs} ms if any remain`);
+    note(`${why}: SIGTERM to the task's processes, SIGKILL in ${graceMs} ms if any remain`);
     signalGroup(pid, "SIGTERM");
-    graceDeadline = Date.now() + options.graceMs;
-    cancelKill = after(options.graceMs, () => {
+    graceDeadline = Date.now() + graceMs;
+    cancelKill = after(graceMs, () => {
       if (signalGroup(pid, "SIGKILL")) note("grace period over: SIGKILL");
     });
   };
   const onAbort = () => {
     if (terminating) return;
     cancelled = true;
-    terminate("cancelled");
+    const reason = options.signal?.reason;
+    if (reason instanceof TaskAbort) terminate(reason.why, reason.graceMs ?? options.graceMs);
+    else terminate("cancelled");
   };
   if (options.timeoutMs !== undefined && Number.isFinite(options.timeoutMs)) {
     const timeoutMs = options.timeoutMs;

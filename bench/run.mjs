@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark in sequence, then a summary; the results also go to
  * bench/out/bench-<time>.json (gitignored).
  *
- *   node bench/run.mjs [--only local-throughput,submit,agent,expand] [--reps N]
+ *   node bench/run.mjs [--only local-throughput,submit,agent,expand,checkpoint,dashboard,launch-scale,lambda-bundles] [--reps N]
  *
  * Each benchmark is also runnable alone: `node bench/<name>.mjs`.
  */
@@ -11,7 +11,11 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as agent from "./agent.mjs";
+import * as checkpoint from "./checkpoint.mjs";
+import * as dashboard from "./dashboard.mjs";
 import * as expand from "./expand.mjs";
+import * as lambdaBundles from "./lambda-bundles.mjs";
+import * as launchScale from "./launch-scale.mjs";
 import {
   distHashes,
   installExitHandlers,
@@ -26,7 +30,7 @@ import {
 import * as throughput from "./local-throughput.mjs";
 import * as submit from "./submit.mjs";
 
-const BENCHMARKS = [throughput, submit, agent, expand];
+const BENCHMARKS = [throughput, submit, agent, expand, dashboard, checkpoint, launchScale, lambdaBundles];
 
 /** What was measured: the commit, how many tracked files had local changes, hashes of dist/. */
 function codeState() {
@@ -135,6 +139,87 @@ if (e) {
     "—",
     "n/a",
   ]);
+}
+
+const c = results.checkpoint;
+if (c) {
+  rows.push([
+    `checkpoint sync, ${c.ckptMiB} MiB every 50 work units`,
+    `${c.overhead.medianWithMs} ms`,
+    `no sync: ${c.overhead.medianWithoutMs} ms`,
+    `+${(c.overhead.overhead * 100).toFixed(1)}%`,
+    `< ${checkpoint.TARGET_OVERHEAD * 100}%`,
+    yesNo(c.overhead.targetMet),
+  ]);
+  rows.push([
+    "recovery: notice → running again, checkpoint restored",
+    `${c.recovery.medianMs.totalMs} ms`,
+    "",
+    "",
+    `< ${checkpoint.TARGET_RECOVERY_MS / 1000} s`,
+    yesNo(c.recovery.targetMet),
+  ]);
+}
+
+const d = results.dashboard;
+if (d) {
+  rows.push([
+    `dashboard load, ${d.tasks} tasks (first / warm)`,
+    `${d.load.firstMs} / ${d.load.warmMedianMs} ms`,
+    "—",
+    "—",
+    `< ${dashboard.LOAD_TARGET_MS} ms`,
+    yesNo(d.load.met),
+  ]);
+  rows.push([
+    `dashboard update, ${d.tasks} tasks (median / p95)`,
+    `${d.update.medianMs} / ${d.update.p95Ms} ms`,
+    "—",
+    "—",
+    `< ${dashboard.UPDATE_TARGET_MS} ms`,
+    yesNo(d.update.met),
+  ]);
+}
+const l = results["launch-scale"];
+if (l) {
+  rows.push([
+    `launch ${l.launch.instances} instances, 3 regions (simulated EC2)`,
+    `${l.launch.simulatedS} s, ${l.launch.apiCallsPer1000} calls/1k`,
+    `token-bucket bound: ${l.launch.boundS} s`,
+    `${l.launch.ratio}`,
+    `≥ ${launchScale.TARGET_RATIO}`,
+    yesNo(l.launch.ratio >= launchScale.TARGET_RATIO),
+  ]);
+  rows.push([
+    `DynamoDB writes per task (${l.lifecycle.tasks} tasks, preemptions)`,
+    `${l.lifecycle.writesPerTask}`,
+    "—",
+    "—",
+    `≤ ${launchScale.TARGET_WRITES_PER_TASK}`,
+    yesNo(l.lifecycle.writesPerTask <= launchScale.TARGET_WRITES_PER_TASK),
+  ]);
+}
+
+const lb = results["lambda-bundles"];
+if (lb) {
+  for (const [fn, r] of Object.entries(lb.functions)) {
+    rows.push([
+      `lambda ${fn} bundle (minified, SDK external)`,
+      `${r.deployed.kib} KiB`,
+      `naive: ${r.naive.kib} KiB`,
+      `${r.sizeRatioVsNaive}x`,
+      `≤ ${lb.targets.bytes / 1024} KiB`,
+      yesNo(r.targetBytesMet),
+    ]);
+    rows.push([
+      `lambda ${fn} handler import`,
+      `${r.deployed.medianImportMs} ms`,
+      `naive: ${r.naive.medianImportMs} ms`,
+      `${r.importRatioVsNaive}x`,
+      `≤ ${lb.targets.importMs} ms`,
+      yesNo(r.targetImportMet),
+    ]);
+  }
 }
 
 const headers = ["benchmark", "spawn", "peer", "ratio", "target", "met"];

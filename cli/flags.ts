@@ -1,6 +1,8 @@
 /** Flag parsers and helpers shared by every command group. */
+
+import { readFile } from "node:fs/promises";
 import { InvalidArgumentError, Option } from "commander";
-import { ExitCode } from "#core/errors.js";
+import { AbortError, ExitCode } from "#core/errors.js";
 
 /** `--limit 5`: an integer of at least `min`, or a usage error naming the flag. */
 export function intArg(name: string, min = 0) {
@@ -27,4 +29,19 @@ export function onInterrupt(message: string): void {
     process.stderr.write(`\n${message}\n`);
     process.exit(ExitCode.interrupted);
   });
+}
+
+/** A file the user named: a missing or unreadable one is their error (exit 2), saying what it was for. */
+export async function readUserFile(path: string, what: string, hint?: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AbortError(
+      code === "ENOENT"
+        ? `${what} ${path} not found`
+        : `cannot read ${what} ${path}: ${(error as Error).message}`,
+      hint,
+    );
+  }
 }

@@ -9,16 +9,26 @@ import { specJsonSchema } from "#core/spec.js";
 import { cancelSweep, exitCodeFor, retrySweep } from "#core/sweeps.js";
 import { findLocalControlPlane, stopLocalControlPlane } from "#providers/local/control-plane.js";
 import { localPaths } from "#providers/local/paths.js";
+import { registerAlerts } from "./commands/alerts.js";
+import { registerAmi } from "./commands/ami.js";
+import { registerCost } from "./commands/cost.js";
+import { registerDashboard } from "./commands/dashboard.js";
+import { registerDeploy } from "./commands/deploy.js";
+import { registerDoctor } from "./commands/doctor.js";
+import { registerGpus } from "./commands/gpus.js";
+import { registerInstances } from "./commands/instances.js";
 import { registerSchedule } from "./commands/schedule.js";
 import { registerSlurm } from "./commands/slurm.js";
 import { registerTemplates } from "./commands/templates.js";
+import { registerTrace } from "./commands/trace.js";
 import { checkProvider, currentOwner, openContext } from "./context.js";
 import { collect, intArg, onInterrupt, providerOption } from "./flags.js";
 import { paint, paintStatus, printJson, table } from "./output.js";
 import { downloadOutputs } from "./services/download.js";
 import { launchSweep } from "./services/launch.js";
 import { showLogs } from "./services/logs.js";
-import { planSweep } from "./services/plan.js";
+import { formatEstimate, planSweep } from "./services/plan.js";
+import { chaosOverrides, checkSpecForProvider, pinResumeFrom } from "./services/resilience.js";
 import {
   formatResults,
   parseBest,
@@ -50,9 +60,20 @@ sweep
   .option("--dry-run", "validate and print the plan; create nothing")
   .option("--wait", "show progress until the sweep ends; exit 0 only if every task succeeded")
   .option("--json", "machine-readable output")
+  .option(
+    "--chaos <faults>",
+    "inject real faults (embedded default): preempt=<0..1>,kill=<0..1>; see docs/agent.md",
+  )
+  .option("--resume-from <sweep/task[/checkpoint]>", "start every task from a checkpoint of an earlier sweep")
   .action(async (specPath: string, opts) => {
-    checkProvider(opts.provider);
-    const plan = await planSweep(specPath, { set: opts.set, maxInstances: opts.maxInstances });
+    const provider = checkProvider(opts.provider);
+    const set = [
+      ...opts.set,
+      ...(opts.chaos ? chaosOverrides(opts.chaos) : []),
+      ...(opts.resumeFrom ? [`resume_from=${opts.resumeFrom}`] : []),
+    ];
+    const plan = await planSweep(specPath, { set, maxInstances: opts.maxInstances });
+    checkSpecForProvider(plan.spec, provider);
     if (opts.dryRun) {
       const preview = plan.tasks.slice(0, 10);
       if (opts.json) {
@@ -65,6 +86,7 @@ sweep
           workdir: plan.workdir,
           spec: plan.spec,
           preview: preview.map((t) => ({ index: t.index, taskId: t.taskId, params: t.params })),
+          estimate: { ...plan.estimate, provider: "aws", runsOn: provider },
         });
       } else {
         process.stdout.write(
@@ -77,13 +99,16 @@ sweep
             `${table(
               ["task", "id", "params"],
               preview.map((t) => [String(t.index), t.taskId, JSON.stringify(t.params)]),
-            )}\n${plan.tasks.length > preview.length ? `… and ${plan.tasks.length - preview.length} more\n` : ""}`,
+            )}\n${plan.tasks.length > preview.length ? `… and ${plan.tasks.length - preview.length} more\n` : ""}` +
+            `\n${formatEstimate(plan.estimate, provider)}\n`,
         );
       }
       return;
     }
     const ctx = await openContext(opts.provider);
     try {
+      if (plan.spec.resume_from)
+        plan.spec.resume_from = await pinResumeFrom(ctx.store, ctx.objects, plan.spec.resume_from);
       const created = await launchSweep(ctx, plan);
       if (!opts.wait) {
         if (opts.json)
@@ -327,9 +352,18 @@ local
   });
 
 // Command groups that live in cli/commands/<group>.ts register here, one call each.
-registerTemplates(program);
-registerSlurm(program);
+registerTrace(program);
+registerAlerts(program);
+registerDeploy(program);
+registerDoctor(program);
+registerInstances(program);
+registerAmi(program);
+registerDashboard(program);
 registerSchedule(program);
+registerSlurm(program);
+registerTemplates(program);
+registerGpus(program);
+registerCost(program);
 
 function report(error: unknown): number {
   if (error instanceof CommanderError) {

@@ -52,10 +52,31 @@ export const SweepRecord = z.object({
   cancelRequestedAt: z.number().optional(),
   /** Why the sweep ended as it did, or why it is stuck (never "RUNNABLE" with no reason). */
   reason: z.string().optional(),
+  /** Instances of this sweep lost to spot interruptions so far (drives `fallback_after_preemptions`). */
+  preemptions: z.number().int().nonnegative().optional(),
+  /** When spent plus committed cost reached `budget`; set once, after which nothing is launched. */
+  budgetReachedAt: z.number().optional(),
   /** Absolute path of the directory holding the spec file the sweep was launched from (local provider). */
   specDir: z.string().optional(),
 });
 export type SweepRecord = z.infer<typeof SweepRecord>;
+
+/** The newest committed checkpoint of a task: where its manifest is, and what it holds. */
+export const CheckpointRef = z.object({
+  /** `<attempt>-<sequence>`, ordered: later attempts and later syncs sort after. */
+  id: z.string(),
+  /** Object-store key of the manifest (committed last, after every file it names). */
+  key: z.string(),
+  attempt: z.number().int().min(1),
+  /** Epoch ms the manifest was committed. */
+  at: z.number(),
+  files: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  /** From a `checkpoint.json` or the newest file name (`step-200.pt`), when either says. */
+  step: z.number().optional(),
+  epoch: z.number().optional(),
+});
+export type CheckpointRef = z.infer<typeof CheckpointRef>;
 
 export const TaskRecord = z.object({
   sweepId: z.string(),
@@ -86,6 +107,12 @@ export const TaskRecord = z.object({
   outputs: z.array(z.string()).optional(),
   /** Why the last attempt ended other than with exit 0, in words. */
   error: z.string().optional(),
+  /** The newest checkpoint synced by any attempt; the next attempt restores it (SPAWN_RESUME=1). */
+  checkpoint: CheckpointRef.optional(),
+  /** Attempts lost to a spot interruption notice (a subset of `lost`). */
+  preempted: z.number().int().nonnegative().optional(),
+  /** What the agent could not do as the spec asked, said plainly (e.g. network: none not enforced). */
+  warning: z.string().optional(),
   updatedAt: z.number(),
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
@@ -122,6 +149,33 @@ export const InstanceRecord = z.object({
   gpus: z.number().nonnegative().optional(),
   terminatedAt: z.number().optional(),
   reason: z.string().optional(),
+  /** The last interruption notice or rebalance recommendation the agent saw (IMDS), as it came. */
+  interruption: z
+    .object({
+      kind: z.enum(["terminate", "stop", "hibernate", "rebalance"]),
+      /** Epoch ms the agent saw it. */
+      seenAt: z.number(),
+      /** Epoch ms the action is due (interruption notices only). */
+      actionAt: z.number().optional(),
+    })
+    .optional(),
+  /** Set once the agent has warned that the deadline is near (5 minutes before). */
+  deadlineWarnedAt: z.number().optional(),
+  /** What the instance asked to be done with it when it went idle (aws: terminate, stop or hibernate). */
+  idleAction: z.enum(["terminate", "stop", "hibernate"]).optional(),
+  /**
+   * The agent's GPU health gate at boot (`spawn-executor health --quick`). `fail`: the agent
+   * claims nothing and reconcile terminates and replaces the instance (InstanceUnhealthy).
+   */
+  health: z
+    .object({
+      verdict: z.enum(["pass", "warn", "fail"]),
+      /** Epoch ms the check finished. */
+      checkedAt: z.number(),
+      /** Every warning and failure, in words: "GPU 0 (GPU-…): nvml: 2 pending row remaps". */
+      reasons: z.array(z.string()),
+    })
+    .optional(),
 });
 export type InstanceRecord = z.infer<typeof InstanceRecord>;
 

@@ -3,9 +3,11 @@
  * Every state change goes through a single-item conditional write; a failed
  * condition surfaces as ConditionFailedError (or a subclass) and nothing is written.
  */
+import type { SpawnEvent } from "./events.js";
 import type {
   InstanceRecord,
   InstanceStatus,
+  Placement,
   SweepRecord,
   SweepStatus,
   TaskRecord,
@@ -36,6 +38,8 @@ export interface SweepExpectation {
   status?: SweepStatus | readonly SweepStatus[];
   launchSeq?: number;
   active?: boolean;
+  /** Fields that must not be set yet (a fact recorded once, e.g. `budgetReachedAt`). */
+  absent?: readonly (keyof SweepRecord)[];
 }
 
 export type InstanceUpdate = {
@@ -111,6 +115,11 @@ export interface StateStore {
   ): Promise<InstanceRecord>;
   /** Live (not terminated) instances of any sweep whose deadline is before `before`: the reaper's view. */
   listInstancesPastDeadline(before: number): Promise<InstanceRecord[]>;
+  /**
+   * The instance whose provider handle (EC2 instance id) is `providerRef`, of any sweep, through
+   * a keys-only index and a consistent read; undefined when none (e.g. an instance spawn did not launch).
+   */
+  findInstanceByProviderRef(providerRef: string): Promise<InstanceRecord | undefined>;
 }
 
 /** What reconcile asks a compute provider to start. */
@@ -118,6 +127,14 @@ export interface LaunchRequest {
   sweep: SweepRecord;
   /** Our ids for the instances, derived from the sweep's launch sequence: idempotency tokens. */
   instanceIds: readonly string[];
+  /** The instances' absolute deadline (epoch ms), as recorded; providers tag it. */
+  deadline?: number;
+  /**
+   * USD the sweep's budget still allows (budget − spent − committed), when it has one: a provider
+   * that knows prices launches no more than what fits, each instance counted at its price until
+   * the deadline.
+   */
+  budgetLeft?: number;
 }
 
 export interface LaunchResult {
@@ -125,6 +142,10 @@ export interface LaunchResult {
   /** Set when the instance started; absent with `error` when it did not. */
   providerRef?: string;
   host?: string;
+  /** Where the instance landed and what it costs (aws); recorded on the instance. */
+  placement?: Placement;
+  /** GPUs the instance has (from the offer it was launched from). */
+  gpus?: number;
   error?: string;
 }
 
@@ -132,10 +153,25 @@ export interface LaunchResult {
 export interface ObservedInstance {
   instanceId: string;
   state: "pending" | "running" | "gone";
+  /** True when the provider says the instance ended because spot took it back. */
+  preempted?: boolean;
+  /** The provider's own words for why it ended (EC2 StateReason), when gone. */
+  reason?: string;
+}
+
+/** Where reconcile publishes what happened (EventBridge on aws); optional, the local provider may pass none. */
+export interface EventSink {
+  /** Publishes the events in order; throws when some could not be published. */
+  publish(events: readonly SpawnEvent[]): Promise<void>;
 }
 
 /** EC2 (aws) or agent processes (local). */
 export interface Compute {
+  /**
+   * Task slots an instance launched for this sweep will have: from the offer the provider would
+   * launch first (aws: an 8-GPU type gives 8 slots for gpus: 1). Absent: the spec decides alone.
+   */
+  expectedSlots?(sweep: SweepRecord): Promise<number>;
   launch(request: LaunchRequest): Promise<LaunchResult[]>;
   /** Idempotent; terminating a gone instance is not an error. */
   terminate(instances: readonly InstanceRecord[], reason: string): Promise<void>;

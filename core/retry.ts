@@ -19,8 +19,11 @@ export type AttemptEnd =
       metrics?: Record<string, unknown>;
       outputs?: string[];
     }
-  /** The instance went away (lease expired, preempted): not the task's fault. */
-  | { kind: "lost"; reason: string }
+  /**
+   * The instance went away (lease expired, preempted, told to stop): not the task's fault.
+   * `preempted`: a spot interruption notice ended it; counted in the task's `preempted` too.
+   */
+  | { kind: "lost"; reason: string; preempted?: boolean }
   | { kind: "cancelled"; reason: string };
 
 /** Exit code GNU timeout uses; a timed-out attempt counts as this code for `on_exit_codes`. */
@@ -97,7 +100,7 @@ function describeExit(end: Extract<AttemptEnd, { kind: "exit" }>, timeoutNote: s
  * using up max_attempts; cancellation is final.
  */
 export function afterAttempt(
-  task: Pick<TaskRecord, "failures" | "lost" | "attempt">,
+  task: Pick<TaskRecord, "failures" | "lost" | "attempt" | "preempted">,
   policy: RetrySpec,
   end: AttemptEnd,
   now: number,
@@ -109,11 +112,13 @@ export function afterAttempt(
   }
   if (end.kind === "lost") {
     const lost = task.lost + 1;
+    const preempted = end.preempted ? { preempted: (task.preempted ?? 0) + 1 } : {};
     if (lost >= MAX_LOST_ATTEMPTS) {
       return {
         ...clearLease,
         status: "failed",
         lost,
+        ...preempted,
         finishedAt: now,
         error: `lost ${lost} times (last: ${end.reason}); giving up`,
       };
@@ -122,6 +127,7 @@ export function afterAttempt(
       ...clearLease,
       status: "pending",
       lost,
+      ...preempted,
       readyAt: now,
       error: `attempt ${task.attempt} lost: ${end.reason}`,
     };

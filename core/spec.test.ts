@@ -113,7 +113,9 @@ describe("parseSpec: validation errors", () => {
     const paths = issues.map((i) => i.path).sort();
     expect(paths).toEqual(["max_instances", "resources.gpus", "retry.max_attempts"]);
     expect(issues.find((i) => i.path === "max_instances")?.message).toMatch(/>=1/);
-    expect(issues.find((i) => i.path === "resources.gpus")?.message).toMatch(/int/);
+    expect(issues.find((i) => i.path === "resources.gpus")?.message).toBe(
+      "GPUs per task are 0.25, 0.5 or a whole number, got 1.5",
+    );
     expect(issues.find((i) => i.path === "retry.max_attempts")?.message).toMatch(/>=1/);
   });
 
@@ -123,7 +125,10 @@ describe("parseSpec: validation errors", () => {
     const issues = issuesOf({ ...minimal, resources: { instance_types: ["g5.xlarge", "G5 XL"] } });
     // Then the path has the index
     expect(issues).toEqual([
-      { path: "resources.instance_types[1]", message: "an EC2 instance type such as g5.xlarge" },
+      {
+        path: "resources.instance_types[1]",
+        message: "an EC2 instance type such as g5.xlarge, or a glob such as g6.* or p5*",
+      },
     ]);
   });
 
@@ -293,5 +298,89 @@ describe("specJsonSchema", () => {
     expect(properties.resources?.additionalProperties).toBe(false);
     // And it survives JSON serialization
     expect(JSON.parse(JSON.stringify(schema))).toEqual(schema);
+  });
+});
+
+describe("parseSpec: resources for placement", () => {
+  test("defaults: no gpu name, no excludes, no fallback, 3 preemptions, no grants", () => {
+    // Given a spec without resources
+    // When it is parsed
+    const { resources } = parseSpec(minimal);
+    // Then placement gets its defaults
+    expect(resources).toEqual({
+      gpus: 0,
+      exclude_instance_types: [],
+      spot: true,
+      on_demand_fallback: false,
+      fallback_after_preemptions: 3,
+      iam: [],
+    });
+  });
+
+  test.each([0, 0.25, 0.5, 1, 8])("gpus %d per task is accepted", (gpus) => {
+    expect(parseSpec({ ...minimal, resources: { gpus } }).resources.gpus).toBe(gpus);
+  });
+
+  test.each([0.3, 0.75, 1.5, -1, 65])("gpus %d per task is an error naming resources.gpus", (gpus) => {
+    const issues = issuesOf({ ...minimal, resources: { gpus } });
+    expect(issues.map((i) => i.path)).toEqual(["resources.gpus"]);
+  });
+
+  test("gpu takes one name or a list, and always reads back as a list", () => {
+    expect(parseSpec({ ...minimal, resources: { gpu: "H100" } }).resources.gpu).toEqual(["H100"]);
+    expect(parseSpec({ ...minimal, resources: { gpu: ["l4", "A10G"] } }).resources.gpu).toEqual([
+      "l4",
+      "A10G",
+    ]);
+    expect(issuesOf({ ...minimal, resources: { gpu: [] } }).map((i) => i.path)).toEqual(["resources.gpu"]);
+  });
+
+  test("instance type lists take exact names and globs; a bare family is an error", () => {
+    // Given globs in both lists
+    const { resources } = parseSpec({
+      ...minimal,
+      resources: { instance_types: ["g6.*", "p5*", "g5.xlarge"], exclude_instance_types: ["*.metal"] },
+    });
+    // Then they are kept as written
+    expect(resources.instance_types).toEqual(["g6.*", "p5*", "g5.xlarge"]);
+    expect(resources.exclude_instance_types).toEqual(["*.metal"]);
+    // And a family without a size or a wildcard matches nothing, so it is rejected
+    expect(issuesOf({ ...minimal, resources: { exclude_instance_types: ["g5"] } })).toEqual([
+      {
+        path: "resources.exclude_instance_types[0]",
+        message: "an EC2 instance type such as g5.xlarge, or a glob such as g6.* or p5*",
+      },
+    ]);
+  });
+
+  test("a bad iam grant is reported with its index; good ones are kept", () => {
+    // Given one good grant and two bad ones
+    const issues = issuesOf({
+      ...minimal,
+      resources: { iam: ["s3:read:my-bucket/data", "s3:read:my-bucket", "ec2:all:*"] },
+    });
+    // Then each bad one is named by its position, with how to write it
+    expect(issues.map((i) => i.path)).toEqual(["resources.iam[1]", "resources.iam[2]"]);
+    expect(issues[0]?.message).toContain("write s3:read:my-bucket/<prefix>, or s3:read:my-bucket/* ");
+    expect(issues[1]?.message).toMatch(/^unknown grant "ec2:all:\*"/);
+  });
+
+  test("the stored spec re-parses to itself (records keep the spec as JSON)", () => {
+    // Given a spec using every placement field
+    const spec = parseSpec({
+      ...minimal,
+      resources: {
+        gpus: 0.5,
+        gpu: "L4",
+        instance_types: ["g6.*"],
+        on_demand_fallback: true,
+        fallback_after_preemptions: 5,
+        iam: ["dynamodb:read:results"],
+      },
+    });
+    // When its resources go through JSON and back
+    const again = parseSpec({ ...minimal, resources: JSON.parse(JSON.stringify(spec.resources)) });
+    // Then nothing changes
+    expect(again.resources).toEqual(spec.resources);
   });
 });

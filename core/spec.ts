@@ -5,6 +5,11 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { AbortError } from "./errors.js";
+import { SpecError, type SpecIssue } from "./spec-error.js";
+
+export { SpecError, type SpecIssue };
+
+import { parseGrant } from "./iam-policy.js";
 
 /** A duration: seconds as a number, or text such as `90s`, `15m`, `2h`, `1h30m`. */
 export const Duration = z
@@ -105,8 +110,35 @@ export const RetrySpec = z.strictObject({
 });
 export type RetrySpec = z.infer<typeof RetrySpec>;
 
+/** Fractions of a GPU a task may ask for; larger requests are whole GPUs. */
+export const GPU_FRACTIONS: readonly number[] = [0.25, 0.5];
+
+/** An instance type or a glob over them, as in `instance_types` and `exclude_instance_types`. */
+const InstanceTypePattern = z
+  .string()
+  .regex(
+    /^(?=.*[.*?])[a-z0-9*?-]+(\.[a-z0-9*?-]+)?$/,
+    "an EC2 instance type such as g5.xlarge, or a glob such as g6.* or p5*",
+  );
+
 export const ResourcesSpec = z.strictObject({
-  gpus: z.number().int().min(0).max(64).default(0).describe("GPUs per task"),
+  gpus: z
+    .number()
+    .min(0)
+    .max(64)
+    .superRefine((n, ctx) => {
+      if (!Number.isInteger(n) && !GPU_FRACTIONS.includes(n))
+        ctx.addIssue({ code: "custom", message: `GPUs per task are 0.25, 0.5 or a whole number, got ${n}` });
+    })
+    .default(0)
+    .describe("GPUs per task: 0, 0.25, 0.5 or a whole number; a fraction shares one GPU between tasks"),
+  gpu: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional()
+    .describe(
+      "accelerator name(s) from the price catalog, e.g. H100, A10G, L4 (any case); `spawn gpus` lists them. Without it, any NVIDIA GPU (aws provider)",
+    ),
   slots: z
     .number()
     .int()
@@ -115,23 +147,108 @@ export const ResourcesSpec = z.strictObject({
     .optional()
     .describe("tasks run at once per instance (default: one per GPU, or one on a machine without GPUs)"),
   instance_types: z
-    .array(z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, "an EC2 instance type such as g5.xlarge"))
+    .array(InstanceTypePattern)
     .min(1)
     .optional()
-    .describe("EC2 types to choose from (aws provider)"),
+    .describe(
+      "EC2 types to choose from, globs allowed (g6.*); default: any with the GPUs asked for (aws provider)",
+    ),
+  exclude_instance_types: z
+    .array(InstanceTypePattern)
+    .default([])
+    .describe("EC2 types never to use, globs allowed (aws provider)"),
   spot: z.boolean().default(true).describe("use spot capacity (aws provider)"),
+  on_demand_fallback: z
+    .boolean()
+    .default(false)
+    .describe(
+      "with spot, launch on-demand when spot capacity is short or after fallback_after_preemptions (aws provider)",
+    ),
+  fallback_after_preemptions: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(3)
+    .describe("spot interruptions of a sweep after which its launches go on-demand, with on_demand_fallback"),
   regions: z
     .array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as us-east-1"))
     .min(1)
     .optional()
     .describe("regions allowed, in order of preference (aws provider)"),
   max_price: z.number().positive().optional().describe("USD per instance-hour, spot or on-demand"),
+  iam: z
+    .array(
+      z.string().superRefine((text, ctx) => {
+        try {
+          parseGrant(text);
+        } catch (error) {
+          ctx.addIssue({ code: "custom", message: (error as Error).message });
+        }
+      }),
+    )
+    .default([])
+    .describe(
+      "permissions for the task's own code, least privilege: s3:read:<bucket>/<prefix>, s3:write:<bucket>/<prefix>, dynamodb:read:<table>, dynamodb:write:<table>, secrets:read:<name>, ssm:read:<name>, policy-file:<path>; see docs/task-iam.md (aws provider)",
+    ),
 });
 export type ResourcesSpec = z.infer<typeof ResourcesSpec>;
 
 const EnvName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names use letters, digits and _");
+
+/** How a task's command may use the network (setup always has it). */
+export const NetworkMode = z.enum(["none", "allowlist", "full"]);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+/** A size in bytes: a number, or text such as `512KB`, `50MB`, `1GB` (powers of 1024). */
+export const ByteSize = z
+  .union([z.number().int().positive(), z.string()])
+  .describe("bytes: a number, or text such as 512KB, 50MB, 1GB (powers of 1024)")
+  .transform((value, ctx) => {
+    if (typeof value === "number") return value;
+    const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i.exec(value.trim());
+    const units: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+    const bytes = m ? Math.round(Number(m[1]) * (units[(m[2] ?? "B").toUpperCase()] ?? 1)) : 0;
+    if (bytes <= 0) {
+      ctx.addIssue({ code: "custom", message: `not a size: ${JSON.stringify(value)} (use e.g. 50MB)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+export const CheckpointSpec = z.strictObject({
+  interval: Duration.prefault(10).describe(
+    "how often SPAWN_CHECKPOINT_DIR is scanned; new or changed files are uploaded, then a manifest commits them",
+  ),
+  bandwidth: ByteSize.optional().describe(
+    "upload cap per task, bytes per second (e.g. 50MB); default: uncapped",
+  ),
+});
+export type CheckpointSpec = z.infer<typeof CheckpointSpec>;
+
+/** Chaos mode: real interruption notices and agent crashes, to prove checkpointing before paying for spot. */
+export const ChaosSpec = z.strictObject({
+  preempt: z
+    .number()
+    .min(0)
+    .max(1)
+    .default(0)
+    .describe("chance that a task gets one spot interruption notice (through IMDS) while it runs"),
+  kill: z
+    .number()
+    .min(0)
+    .max(1)
+    .default(0)
+    .describe("chance that a task's agent is killed with SIGKILL while it runs"),
+  min_delay: Duration.prefault(2).describe("earliest an injected fault fires after the attempt starts"),
+  max_delay: Duration.prefault(20).describe("latest an injected fault fires after the attempt starts"),
+});
+export type ChaosSpec = z.infer<typeof ChaosSpec>;
+
+/** `<sweep-id>/<task index>` or `<sweep-id>/<task index>/<checkpoint id>`. */
+export const RESUME_FROM = /^([A-Za-z0-9._-]+)\/(\d+)(?:\/([0-9]+-[0-9]+))?$/;
 
 /** The sweep spec. Unknown keys are errors at every level. */
 export const SweepSpec = z.strictObject({
@@ -162,9 +279,7 @@ export const SweepSpec = z.strictObject({
     .record(EnvName, z.union([z.string(), z.number(), z.boolean()]))
     .default({})
     .describe("extra environment for setup and every task; the task contract's variables win on a clash"),
-  resources: ResourcesSpec.default(ResourcesSpec.parse({})).describe(
-    "what each task needs and where it may run",
-  ),
+  resources: ResourcesSpec.prefault({}).describe("what each task needs and where it may run"),
   max_instances: z
     .number()
     .int()
@@ -191,6 +306,29 @@ export const SweepSpec = z.strictObject({
     .array(z.string().min(1))
     .default([])
     .describe("globs, relative to the task's working directory, to keep"),
+  network: NetworkMode.default("full").describe(
+    "the command's network (setup always has it): none (own network namespace), allowlist (aws only), full",
+  ),
+  allowlist: z
+    .array(z.string().min(1))
+    .min(1)
+    .optional()
+    .describe(
+      "with network: allowlist, the CIDRs (optionally :port) the command may reach (aws security groups)",
+    ),
+  checkpoint: CheckpointSpec.prefault({}).describe("how SPAWN_CHECKPOINT_DIR is synced while a task runs"),
+  idle_action: z
+    .enum(["terminate", "stop", "hibernate"])
+    .default("terminate")
+    .describe("what an idle instance does (aws); a local agent exits"),
+  resume_from: z
+    .string()
+    .regex(RESUME_FROM, "<sweep-id>/<task index>[/<checkpoint id>]")
+    .optional()
+    .describe("start every task from this checkpoint of an earlier sweep (sweep launch --resume-from)"),
+  chaos: ChaosSpec.optional().describe(
+    "inject interruptions and agent crashes (local provider; sweep launch --chaos)",
+  ),
 });
 /** A validated spec with defaults applied; durations are milliseconds. */
 export type SweepSpec = z.infer<typeof SweepSpec>;
@@ -198,24 +336,6 @@ export type SweepSpec = z.infer<typeof SweepSpec>;
 export type SweepSpecInput = z.input<typeof SweepSpec>;
 
 /** One problem in a spec, with the dotted path of the field it concerns. */
-export interface SpecIssue {
-  path: string;
-  message: string;
-}
-
-/** A spec that failed validation; exit code 2, nothing created. */
-export class SpecError extends AbortError {
-  override name = "SpecError";
-  constructor(
-    readonly issues: SpecIssue[],
-    source?: string,
-  ) {
-    super(
-      `invalid spec${source ? ` ${source}` : ""}:\n${issues.map((i) => `  ${i.path || "(root)"}: ${i.message}`).join("\n")}`,
-      "run `spawn schema` for the full schema, or see docs/spec.md",
-    );
-  }
-}
 
 /** Dotted path: `resources.instance_types[0]`. */
 function formatPath(path: readonly PropertyKey[]): string {

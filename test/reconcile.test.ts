@@ -4,20 +4,40 @@
  * and a clock the test moves by hand.
  */
 import { randomUUID } from "node:crypto";
-import { beforeAll, describe, expect, test } from "vitest";
-import type { InstanceRecord, SweepRecord, TaskRecord } from "../core/model.js";
+import {
+  CreateFleetCommand,
+  DescribeAvailabilityZonesCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+  TerminateInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import { mockClient } from "aws-sdk-client-mock";
+import { beforeAll, beforeEach, describe, expect, test } from "vitest";
+import type { SpawnEvent } from "../core/events.js";
+import type { InstanceRecord, Placement, SweepRecord, TaskRecord } from "../core/model.js";
 import { expandParams } from "../core/params.js";
+import { slotsOn } from "../core/placement.js";
 import type {
   Clock,
   Compute,
+  EventSink,
   LaunchRequest,
   LaunchResult,
   ObservedInstance,
   StateStore,
 } from "../core/ports.js";
-import { instanceIdFor, type ReconcileOptions, reapExpiredInstances, reconcile } from "../core/reconcile.js";
+import {
+  handleInstanceEvent,
+  instanceIdFor,
+  PREEMPTED_REASON,
+  type ReconcileOptions,
+  reapExpiredInstances,
+  reconcile,
+} from "../core/reconcile.js";
 import { parseSpec } from "../core/spec.js";
 import { cancelSweep, createSweep } from "../core/sweeps.js";
+import { Ec2Compute } from "../providers/aws/ec2-compute.js";
+import { Ec2Throttle } from "../providers/aws/ec2-throttle.js";
 import { DynamoStateStore } from "../providers/dynamodb/store.js";
 import { ensureTables } from "../providers/dynamodb/tables.js";
 import { type DynamoEngine, useDynaliteStore, wrapStore } from "./helpers/dynamo.js";
@@ -43,6 +63,16 @@ class FakeCompute implements Compute {
   failWith: string | undefined;
   /** When set, launch() throws this error. */
   throwWith: string | undefined;
+  /** When set, launched instances land here (as EC2 would say), with this many GPUs. */
+  placement: Placement | undefined;
+  /** Instances the provider reports as taken back by spot. */
+  readonly preempted = new Set<string>();
+  /** When set, each instance the provider would launch has this many GPUs (as an offer would say). */
+  gpusPerInstance = 0;
+
+  async expectedSlots(sweep: SweepRecord): Promise<number> {
+    return slotsOn(sweep.spec.resources, this.gpusPerInstance);
+  }
 
   async launch(request: LaunchRequest): Promise<LaunchResult[]> {
     this.launches.push(request);
@@ -50,7 +80,12 @@ class FakeCompute implements Compute {
     return request.instanceIds.map((instanceId) => {
       if (this.failWith) return { instanceId, error: this.failWith };
       this.states.set(instanceId, "running");
-      return { instanceId, providerRef: `ref-${instanceId}`, host: "127.0.0.1" };
+      return {
+        instanceId,
+        providerRef: `ref-${instanceId}`,
+        host: "127.0.0.1",
+        ...(this.placement ? { placement: this.placement, gpus: 4 } : {}),
+      };
     });
   }
 
@@ -62,7 +97,11 @@ class FakeCompute implements Compute {
   async describe(instances: readonly InstanceRecord[]): Promise<ObservedInstance[]> {
     return instances
       .filter((i) => this.states.has(i.instanceId))
-      .map((i) => ({ instanceId: i.instanceId, state: this.states.get(i.instanceId)! }));
+      .map((i) => ({
+        instanceId: i.instanceId,
+        state: this.states.get(i.instanceId)!,
+        ...(this.preempted.has(i.instanceId) ? { preempted: true } : {}),
+      }));
   }
 
   /** Every instance id ever launched, in order. */
@@ -248,6 +287,17 @@ describe("(a) launching: as many instances as the open work needs, at most max_i
     // Then one instance is launched, for the one open task
     expect(result.launched).toHaveLength(1);
     expect(w.compute.launchedIds).toHaveLength(1);
+  });
+
+  test("multi-slot instances (8 GPUs, gpus: 1) are sized by the provider's slots, not one per task", async () => {
+    // Given 20 one-GPU tasks, max_instances 10, and a provider launching 8-GPU instances
+    const w = await world(20, { max_instances: 10, resources: { gpus: 1 } });
+    w.compute.gpusPerInstance = 8;
+    // When reconcile runs
+    const result = await w.pass();
+    // Then 3 instances are launched (ceil(20 / 8)), each recorded with 8 slots
+    expect(result.launched).toHaveLength(3);
+    expect((await w.instances()).map((i) => i.slots)).toEqual([8, 8, 8]);
   });
 
   test("a lost instance is replaced", async () => {
@@ -722,6 +772,33 @@ describe("(j) deactivation after the drain period", () => {
     expect((await store.listActiveSweeps()).map((s) => s.sweepId)).not.toContain(w.sweep.sweepId);
   });
 
+  test("an instance whose agent deregistered itself but whose machine still runs is terminated by the provider", async () => {
+    // Given a finished sweep whose only agent marked its own record terminated on exit...
+    const w = await world(1);
+    await w.pass();
+    await heartbeatAll(w);
+    const [instance] = await w.instances();
+    await finish(w, 0, "succeeded");
+    await store.updateInstance(
+      w.sweep.sweepId,
+      instance!.instanceId,
+      { status: "running" },
+      { status: "terminated", terminatedAt: w.clock.now(), reason: "no work left" },
+    );
+    // ...while the provider still reports the machine running (its poweroff never happened)
+    expect(w.compute.states.get(instance!.instanceId)).toBe("running");
+    // When reconcile runs
+    const first = await w.pass();
+    // Then the provider is told to terminate it, and the sweep stays active until it is gone
+    expect(w.compute.terminations).toEqual([
+      { instanceIds: [instance!.instanceId], reason: "the agent exited but the instance kept running" },
+    ]);
+    expect(first.deactivated).toBe(false);
+    const second = await w.pass();
+    expect(second.deactivated).toBe(true);
+    expect(w.compute.terminations).toHaveLength(1);
+  });
+
   test("a finished sweep with no instances deactivates in the same pass", async () => {
     // Given a sweep whose tasks all failed before any instance was launched
     const w = await world(1);
@@ -785,5 +862,267 @@ describe("(k) sweeps stuck in `creating`", () => {
     });
     expect(compute.launches).toEqual([]);
     expect((await store.listActiveSweeps()).map((s) => s.sweepId)).not.toContain(sweep.sweepId);
+  });
+});
+
+/** An EventSink that keeps what it was given. */
+class RecordingSink implements EventSink {
+  readonly events: SpawnEvent[] = [];
+  async publish(events: readonly SpawnEvent[]): Promise<void> {
+    this.events.push(...events);
+  }
+  types(): string[] {
+    return this.events.map((e) => e.type);
+  }
+}
+
+const PLACEMENT: Placement = {
+  instanceType: "g5.12xlarge",
+  region: "us-east-1",
+  az: "use1-az1",
+  market: "spot",
+  pricePerHour: 2,
+  priceSource: "snapshot test",
+};
+
+describe("(k) events: once per fact", () => {
+  test("launches, completion and deactivation are published once, however many passes run", async () => {
+    // Given a sweep of 2 tasks and a sink
+    const w = await world(2, { max_instances: 2 });
+    const sink = new RecordingSink();
+    const pass = () =>
+      reconcile({ store, compute: w.compute, clock: w.clock, events: sink }, w.sweep.sweepId);
+    // When it launches, both passes run again, the tasks succeed and it finishes and drains
+    await pass();
+    await heartbeatAll(w);
+    await pass();
+    await finish(w, 0, "succeeded");
+    await finish(w, 1, "succeeded");
+    await Promise.all([pass(), pass()]);
+    w.clock.advance(60_000);
+    await pass();
+    await pass();
+    // Then each fact was published exactly once, versioned and naming the sweep
+    expect(sink.types().sort()).toEqual(
+      ["InstanceLaunched", "InstanceLaunched", "SweepCompleted", "InstanceReaped", "InstanceReaped"].sort(),
+    );
+    expect(sink.events.every((e) => e.version === 1 && e.sweepId === w.sweep.sweepId)).toBe(true);
+    expect(sink.events.find((e) => e.type === "SweepCompleted")).toMatchObject({
+      reason: "2 succeeded",
+      succeeded: 2,
+    });
+  });
+
+  test("a failed launch is an InstanceLaunchFailed; a lost instance's replacement is an InstanceReplaced", async () => {
+    const w = await world(2, { max_instances: 1 });
+    const sink = new RecordingSink();
+    const deps = { store, compute: w.compute, clock: w.clock, events: sink };
+    w.compute.failWith = "InsufficientInstanceCapacity";
+    await reconcile(deps, w.sweep.sweepId);
+    expect(sink.events).toEqual([
+      expect.objectContaining({ type: "InstanceLaunchFailed", error: "InsufficientInstanceCapacity" }),
+    ]);
+    w.compute.failWith = undefined;
+    await reconcile(deps, w.sweep.sweepId);
+    const first = instanceIdFor(w.sweep.sweepId, 1);
+    w.compute.states.set(first, "gone");
+    await reconcile(deps, w.sweep.sweepId);
+    expect(sink.events.slice(-3)).toEqual([
+      expect.objectContaining({
+        type: "InstanceReaped",
+        instanceId: first,
+        reason: "instance never started",
+      }),
+      expect.objectContaining({ type: "InstanceLaunched", instanceId: instanceIdFor(w.sweep.sweepId, 2) }),
+      expect.objectContaining({
+        type: "InstanceReplaced",
+        instanceId: instanceIdFor(w.sweep.sweepId, 2),
+        replaces: [first],
+      }),
+    ]);
+  });
+});
+
+describe("(l) placement, preemptions and budget (aws)", () => {
+  test("the placement and GPUs a provider reports are recorded on the instance", async () => {
+    const w = await world(1);
+    w.compute.placement = PLACEMENT;
+    await w.pass();
+    expect((await w.instances())[0]).toMatchObject({ placement: PLACEMENT, gpus: 4 });
+  });
+
+  test("an instance the provider says spot took back is preempted, counted on the sweep, and replaced", async () => {
+    // Given a sweep on 2 instances, one of which spot takes back
+    const w = await world(4, { max_instances: 2 });
+    const sink = new RecordingSink();
+    const deps = { store, compute: w.compute, clock: w.clock, events: sink };
+    await reconcile(deps, w.sweep.sweepId);
+    await heartbeatAll(w);
+    const victim = instanceIdFor(w.sweep.sweepId, 0);
+    w.compute.states.set(victim, "gone");
+    w.compute.preempted.add(victim);
+    // When reconcile runs
+    const result = await reconcile(deps, w.sweep.sweepId);
+    // Then it is recorded as preempted, counted, announced, and replaced
+    expect(await store.getInstance(w.sweep.sweepId, victim)).toMatchObject({
+      status: "terminated",
+      reason: PREEMPTED_REASON,
+    });
+    expect(result.preemptions).toBe(1);
+    expect(result.launched).toEqual([instanceIdFor(w.sweep.sweepId, 2)]);
+    expect((await w.reload()).preemptions).toBe(1);
+    expect(sink.events.find((e) => e.type === "InstancePreempted")).toMatchObject({
+      instanceId: victim,
+      preemptions: 1,
+    });
+  });
+
+  test("budget: launches stop once spent + committed reaches it, BudgetReached once, then the sweep fails when nothing runs", async () => {
+    // Given a $50 budget, instances at $2/h with a 10 h ttl ($20 committed each at launch)
+    const w = await world(10, { max_instances: 5, ttl: "10h", budget: 50 });
+    w.compute.placement = PLACEMENT;
+    const sink = new RecordingSink();
+    const deps = { store, compute: w.compute, clock: w.clock, events: sink };
+    // When the first pass launches (nothing is committed yet, so the provider is told what is left)
+    await reconcile(deps, w.sweep.sweepId);
+    expect(w.compute.launches[0]?.budgetLeft).toBe(50);
+    await heartbeatAll(w);
+    // And the next passes see $100 committed by 5 instances ≥ $50
+    const second = await reconcile(deps, w.sweep.sweepId);
+    await reconcile(deps, w.sweep.sweepId);
+    // Then nothing more is launched, the sweep says why, and BudgetReached was published once
+    expect(second.launched).toEqual([]);
+    expect(second.cost).toEqual({ spent: 0, committed: 100 });
+    const sweep = await w.reload();
+    expect(sweep.budgetReachedAt).toBe(w.clock.now());
+    expect(sweep.reason).toContain("budget of $50 reached");
+    expect(sink.events.filter((e) => e.type === "BudgetReached")).toEqual([
+      expect.objectContaining({ budget: 50, spent: 0, committed: 100 }),
+    ]);
+    // When every instance is lost with work left
+    for (const i of await w.instances()) w.compute.states.set(i.instanceId, "gone");
+    w.clock.advance(60_000);
+    const last = await reconcile(deps, w.sweep.sweepId);
+    // Then no replacement is launched and the sweep fails, naming the budget
+    expect(last.launched).toEqual([]);
+    expect(last.finished).toBe("failed");
+    expect((await w.reload()).reason).toContain("budget of $50 reached with 10 task(s) not run");
+    expect(sink.events.filter((e) => e.type === "SweepFailed")).toHaveLength(1);
+  });
+});
+
+describe("(m) EC2 events for one instance", () => {
+  test("a spot interruption warning marks the instance preempted and launches a replacement at once; delivered twice, nothing more", async () => {
+    // Given a sweep on 2 instances with EC2 ids
+    const w = await world(4, { max_instances: 2 });
+    const sink = new RecordingSink();
+    const deps = { store, compute: w.compute, clock: w.clock, events: sink };
+    await reconcile(deps, w.sweep.sweepId);
+    await heartbeatAll(w);
+    const victim = instanceIdFor(w.sweep.sweepId, 1);
+    const event = { providerRef: `ref-${victim}`, cause: "interruption" as const, state: "terminate" };
+    // When the interruption warning arrives twice (EventBridge delivers at least once)
+    const first = await handleInstanceEvent(deps, event);
+    const second = await handleInstanceEvent(deps, event);
+    // Then the instance (found by its EC2 id) is preempted and replaced by one new instance only
+    expect(first?.instance.instanceId).toBe(victim);
+    expect(await store.getInstance(w.sweep.sweepId, victim)).toMatchObject({
+      status: "terminated",
+      reason: PREEMPTED_REASON,
+    });
+    expect(first?.result.launched).toEqual([instanceIdFor(w.sweep.sweepId, 2)]);
+    expect(second?.result.launched).toEqual([]);
+    expect(w.compute.launchedIds).toHaveLength(3);
+    expect((await w.instances()).filter((i) => i.status !== "terminated")).toHaveLength(2);
+    // And the facts were published once each
+    expect(sink.types().filter((t) => t === "InstancePreempted")).toHaveLength(1);
+    expect(sink.events.find((e) => e.type === "InstanceReplaced")).toMatchObject({
+      instanceId: instanceIdFor(w.sweep.sweepId, 2),
+      replaces: [victim],
+    });
+    // And the agent's compute was not told to terminate it (it has two minutes to checkpoint)
+    expect(w.compute.terminatedIds()).not.toContain(victim);
+  });
+
+  test("an event about an instance spawn did not launch is ignored", async () => {
+    const w = await world(1);
+    const deps = { store, compute: w.compute, clock: w.clock };
+    expect(
+      await handleInstanceEvent(deps, {
+        providerRef: "i-0notours",
+        cause: "state-change",
+        state: "terminated",
+      }),
+    ).toBeUndefined();
+  });
+});
+
+describe("(n) the reaper on EC2 (mocked EC2, dynalite)", () => {
+  const ec2 = mockClient(EC2Client);
+  beforeEach(() => ec2.reset());
+
+  test("an instance past its deadline is terminated with TerminateInstances in its region", async () => {
+    // Given a sweep (1 h ttl) launched on mocked EC2
+    const w = await world(1, { ttl: "1h", resources: { gpus: 1, regions: ["us-west-2"] } });
+    const throttle = new Ec2Throttle({ clock: w.clock, sleep: async (ms) => w.clock.advance(ms) });
+    const compute = new Ec2Compute({
+      client: (region) => new EC2Client({ region, credentials: { accessKeyId: "x", secretAccessKey: "y" } }),
+      offersFor: () => [
+        {
+          instanceType: "g5.xlarge",
+          region: "us-west-2",
+          az: "usw2-az1",
+          gpuName: "A10G",
+          gpus: 1,
+          vcpus: 4,
+          memoryGiB: 16,
+          arch: "x86_64",
+          market: "spot",
+          pricePerHour: 0.4,
+          priceSource: "snapshot test",
+        },
+      ],
+      launchConfig: async () => ({
+        launchTemplateId: "lt-0abc",
+        launchTemplateVersion: "1",
+        subnets: [{ subnetId: "subnet-0abc", az: "us-west-2a" }],
+      }),
+      stack: "spawn",
+      throttle,
+    });
+    ec2.on(DescribeAvailabilityZonesCommand).resolves({
+      AvailabilityZones: [{ ZoneName: "us-west-2a", ZoneId: "usw2-az1" }],
+    });
+    ec2.on(CreateFleetCommand).resolves({
+      Instances: [
+        {
+          InstanceIds: ["i-0aaa"],
+          Lifecycle: "spot",
+          LaunchTemplateAndOverrides: { Overrides: { InstanceType: "g5.xlarge", SubnetId: "subnet-0abc" } },
+        },
+      ],
+    });
+    ec2.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: "i-0aaa", State: { Name: "running" } }] }],
+    });
+    ec2.on(TerminateInstancesCommand).resolves({});
+    await reconcile({ store, compute, clock: w.clock }, w.sweep.sweepId);
+    const id = instanceIdFor(w.sweep.sweepId, 0);
+    expect(await store.getInstance(w.sweep.sweepId, id)).toMatchObject({
+      providerRef: "i-0aaa",
+      placement: { region: "us-west-2", az: "usw2-az1", market: "spot", pricePerHour: 0.4 },
+    });
+    // When the reaper runs at the deadline
+    w.clock.advance(3_600_000);
+    const reaped = await reapExpiredInstances({ store, compute, clock: w.clock });
+    // Then EC2 was asked to terminate exactly that instance, and the record says so
+    expect(reaped).toContain(id);
+    expect(ec2.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      { InstanceIds: ["i-0aaa"] },
+    ]);
+    expect(await store.getInstance(w.sweep.sweepId, id)).toMatchObject({
+      status: "terminated",
+      reason: "ttl reached",
+    });
   });
 });

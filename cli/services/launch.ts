@@ -24,7 +24,7 @@ export const cliRandom = () => randomBytes(4).readUInt32BE() / 2 ** 32;
 
 export async function launchSweep(ctx: CliContext, plan: SweepPlan): Promise<SweepRecord> {
   const bundle = await uploadWorkdir(ctx, plan.workdir);
-  return await createSweep(
+  const created = await createSweep(
     { store: ctx.store, clock: ctx.clock },
     {
       sweepId: newSweepId(plan.spec.name, ctx.clock.now(), cliRandom),
@@ -36,4 +36,6 @@ export async function launchSweep(ctx: CliContext, plan: SweepPlan): Promise<Swe
       specDir: plan.specDir,
     },
   );
+  await ctx.sweepCreated?.(created.sweepId);
+  return created;
 }

@@ -1,6 +1,9 @@
-/** `spawn sweep logs`: each task's combined stdout/stderr from the object store, optionally followed live. */
+/**
+ * `spawn sweep logs`: each task's combined stdout/stderr from the object store, where the agent
+ * ships it in chunks while the task runs (agent/log-shipper.ts); optionally followed live.
+ */
 
-import { logKey } from "#agent/agent.js";
+import { logChunkPrefix } from "#agent/log-shipper.js";
 import { AbortError, NotFoundError } from "#core/errors.js";
 import { TERMINAL_SWEEP_STATUSES } from "#core/model.js";
 import type { ObjectStore, StateStore } from "#core/ports.js";
@@ -15,22 +18,30 @@ export interface LogsOptions {
   write?: (text: string) => void;
 }
 
-/** Latest attempt with a log, per task index. */
-async function latestLogs(
+/** Log chunk keys of every attempt, per task index, attempts and chunks in order. */
+async function chunksByAttempt(
   objects: ObjectStore,
   sweepId: string,
   task?: number,
-): Promise<Map<number, string>> {
+): Promise<Map<number, Map<number, string[]>>> {
   const prefix = task === undefined ? `logs/${sweepId}/` : `logs/${sweepId}/${task}/`;
-  const latest = new Map<number, { attempt: number; key: string }>();
+  const out = new Map<number, Map<number, string[]>>();
   for (const key of await objects.list(prefix)) {
-    const m = /^logs\/[^/]+\/(\d+)\/(\d+)\.log$/.exec(key);
+    const m = /^logs\/[^/]+\/(\d+)\/(\d+)\/\d+\.log$/.exec(key);
     if (!m) continue;
     const index = Number(m[1]);
     const attempt = Number(m[2]);
-    if ((latest.get(index)?.attempt ?? 0) < attempt) latest.set(index, { attempt, key });
+    const attempts = out.get(index) ?? new Map<number, string[]>();
+    out.set(index, attempts);
+    attempts.set(attempt, [...(attempts.get(attempt) ?? []), key]);
   }
-  return new Map([...latest.entries()].sort((a, b) => a[0] - b[0]).map(([i, v]) => [i, v.key]));
+  // Keys are listed sorted, and chunk numbers are zero-padded: each list is already in log order.
+  return new Map([...out.entries()].sort((a, b) => a[0] - b[0]));
+}
+
+async function readChunks(objects: ObjectStore, keys: readonly string[]): Promise<string> {
+  const parts = await Promise.all(keys.map((k) => objects.getBytes(k)));
+  return Buffer.concat(parts.map((p) => Buffer.from(p ?? []))).toString("utf8");
 }
 
 export async function showLogs(
@@ -63,22 +74,28 @@ export async function showLogs(
   }
   if (options.attempt !== undefined) {
     if (options.task === undefined) throw new AbortError("--attempt needs --task");
-    const bytes = await objects.getBytes(logKey(sweepId, options.task, options.attempt));
-    if (!bytes) throw new NotFoundError("log of attempt", `${options.task}/${options.attempt}`);
-    write(Buffer.from(bytes).toString("utf8"));
+    const keys = await objects.list(logChunkPrefix(sweepId, options.task, options.attempt));
+    if (keys.length === 0) throw new NotFoundError("log of attempt", `${options.task}/${options.attempt}`);
+    write(await readChunks(objects, keys));
     return;
   }
-  const offsets = new Map<string, number>();
+  // Chunks already printed, and the attempt each task is being followed at.
+  const printed = new Set<string>();
+  const following = new Map<number, number>();
   const many = options.task === undefined;
   for (;;) {
     const ended = TERMINAL_SWEEP_STATUSES.includes((await requireSweep(store, sweepId)).status);
-    for (const [index, key] of await latestLogs(objects, sweepId, options.task)) {
-      const bytes = await objects.getBytes(key);
-      if (!bytes) continue;
-      const seen = offsets.get(key) ?? 0;
-      if (bytes.length <= seen) continue;
-      const text = Buffer.from(bytes.subarray(seen)).toString("utf8");
-      offsets.set(key, bytes.length);
+    for (const [index, attempts] of await chunksByAttempt(objects, sweepId, options.task)) {
+      const latest = Math.max(...attempts.keys());
+      const before = following.get(index);
+      following.set(index, latest);
+      const fresh = (attempts.get(latest) ?? []).filter((k) => !printed.has(k));
+      // A new attempt (a retry, or a resume after preemption) is announced when followed.
+      const header =
+        options.follow && before !== undefined && before !== latest ? `[spawn] attempt ${latest}\n` : "";
+      if (fresh.length === 0 && !header) continue;
+      for (const k of fresh) printed.add(k);
+      const text = header + (await readChunks(objects, fresh));
       if (!options.follow && many) write(`==> task ${index} <==\n${text}${text.endsWith("\n") ? "" : "\n"}`);
       else if (many) write(text.replace(/^(?=.)/gm, `[${index}] `));
       else write(text);

@@ -6,10 +6,17 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import YAML from "yaml";
 import { checkCommandTemplate, quotedTemplateReferences, renderCommand } from "#core/contract.js";
+import { estimateSweep, type SweepEstimate } from "#core/cost.js";
+import { formatDuration } from "#core/duration.js";
 import { AbortError } from "#core/errors.js";
+import { parseGrant, policyFileProblems } from "#core/iam-policy.js";
 import { type ExpandedTask, expandParams } from "#core/params.js";
-import { slotsPerInstance } from "#core/reconcile.js";
-import { parseSpec, SpecError, type SweepSpec } from "#core/spec.js";
+import { type Catalog, describeOffer, NoOfferError, rankOffers, slotsOn } from "#core/placement.js";
+import { parseSpec, SpecError, type SpecIssue, type SweepSpec } from "#core/spec.js";
+import { priceCachePath } from "#providers/catalog/cache.js";
+import { loadCatalog } from "#providers/catalog/catalog.js";
+import { localPaths } from "#providers/local/paths.js";
+import { readUserFile } from "../flags.js";
 
 export interface SweepPlan {
   specPath: string;
@@ -19,6 +26,18 @@ export interface SweepPlan {
   tasks: ExpandedTask[];
   slots: number;
   instances: number;
+  /** What the sweep would cost on aws (or why no offer fits), from the price catalog. */
+  estimate: PlanEstimate;
+  /** Parsed `policy-file:` grants of resources.iam, keyed by the path as written (for the task role). */
+  policyFiles: Record<string, unknown>;
+}
+
+export interface PlanEstimate {
+  /** The catalog's source, and when AWS prices were last laid over it. */
+  catalog: { source: string; refreshedAt?: number };
+  estimate?: SweepEstimate;
+  /** Why no offer fits the spec's resources (NoOfferError's message). */
+  unavailable?: string;
 }
 
 /** Parses `k=v` flags; the value is YAML, so `--set retry.max_attempts=3` is a number and `--set name=x` a string. */
@@ -42,18 +61,11 @@ export function parseSetFlags(flags: readonly string[]): Array<[string, unknown]
 
 /** Reads YAML or JSON; a missing file or a syntax error is the user's (exit 2) and names the file and line. */
 export async function readSpecFile(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new AbortError(
-      code === "ENOENT"
-        ? `spec file ${path} not found`
-        : `cannot read spec file ${path}: ${(error as Error).message}`,
-      "spawn sweep launch <spec.yaml>; see templates/ for examples",
-    );
-  }
+  const text = await readUserFile(
+    path,
+    "spec file",
+    "spawn sweep launch <spec.yaml>; see templates/ for examples",
+  );
   const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
@@ -111,7 +123,8 @@ export async function planSweep(specPath: string, options: PlanOptions = {}): Pr
       },
     ]);
   }
-  const slots = slotsPerInstance(spec);
+  const slots = slotsOn(spec.resources, 0);
+  const policyFiles = await readPolicyFiles(spec, specDir);
   return {
     specPath: absolute,
     specDir,
@@ -120,5 +133,95 @@ export async function planSweep(specPath: string, options: PlanOptions = {}): Pr
     tasks,
     slots,
     instances: Math.min(spec.max_instances, Math.ceil(tasks.length / slots)),
+    estimate: planEstimate(spec, tasks.length, loadCatalog({ cacheFile: priceCachePath(localPaths().home) })),
+    policyFiles,
   };
+}
+
+/** Reads and checks every `policy-file:` grant (relative to the spec's directory); a bad one is a SpecError. */
+async function readPolicyFiles(spec: SweepSpec, specDir: string): Promise<Record<string, unknown>> {
+  const files: Record<string, unknown> = {};
+  const issues: SpecIssue[] = [];
+  for (const [i, text] of spec.resources.iam.entries()) {
+    const grant = parseGrant(text);
+    if (grant.kind !== "policy-file") continue;
+    const path = `resources.iam[${i}]`;
+    const file = isAbsolute(grant.path) ? grant.path : resolve(specDir, grant.path);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(await readFile(file, "utf8"));
+    } catch (error) {
+      issues.push({ path, message: `policy file ${file}: ${(error as Error).message}` });
+      continue;
+    }
+    const problems = policyFileProblems(doc);
+    if (problems.length > 0) issues.push({ path, message: `policy file ${file}: ${problems.join("; ")}` });
+    else files[grant.path] = doc;
+  }
+  if (issues.length > 0) throw new SpecError(issues);
+  return files;
+}
+
+/**
+ * Ranks the catalog's offers for the spec and estimates the cost on the cheapest. An unknown
+ * `resources.gpu` is a SpecError (the spec is wrong on any provider); no fitting offer is not,
+ * since a local run needs none: the plan says why instead.
+ */
+export function planEstimate(spec: SweepSpec, tasks: number, catalog: Catalog): PlanEstimate {
+  const about = {
+    source: catalog.source,
+    ...(catalog.refreshedAt !== undefined ? { refreshedAt: catalog.refreshedAt } : {}),
+  };
+  try {
+    return {
+      catalog: about,
+      estimate: estimateSweep(spec, tasks, rankOffers(catalog.offers, spec.resources)),
+    };
+  } catch (error) {
+    if (error instanceof NoOfferError) return { catalog: about, unavailable: error.message };
+    throw error;
+  }
+}
+
+const amount = (n: number) =>
+  n.toLocaleString("en-US", {
+    maximumFractionDigits: n < 10 ? 2 : n < 1000 ? 1 : 0,
+    minimumFractionDigits: n < 10 ? 2 : 0,
+  });
+const usd = (n: number) => `$${amount(n)}`;
+
+/** `snapshot skypilot-catalog@… (price date unknown)` or `DescribeSpotPriceHistory, 2026-11-20 12:00Z`. */
+function priceOrigin(o: { priceSource: string; priceAsOf?: number }): string {
+  return o.priceAsOf === undefined
+    ? `${o.priceSource} (price date unknown)`
+    : `${o.priceSource}, ${new Date(o.priceAsOf).toISOString().slice(0, 16).replace("T", " ")}Z`;
+}
+
+/** The estimate block of `sweep launch --dry-run`, in text. */
+export function formatEstimate(plan: PlanEstimate, provider: string): string {
+  const lines = [
+    provider === "aws"
+      ? "estimate   on aws"
+      : "estimate   what this would cost on aws (the local provider runs it on this machine for $0)",
+  ];
+  const e = plan.estimate;
+  if (!e) return [...lines, `  ${plan.unavailable}`].join("\n");
+  const a = e.assumptions;
+  lines.push(
+    `  offer    ${describeOffer(e.offer)}, ${e.slots} task(s) at once; ${priceOrigin(e.offer)}`,
+    ...(e.alternatives.length
+      ? [
+          `  next     ${e.alternatives.map((o) => `${o.instanceType} ${o.market} ${o.region} $${o.pricePerHour.toFixed(4)}/h`).join(", ")}`,
+        ]
+      : []),
+    `  tasks    ${e.tasks} of up to ${formatDuration(e.taskMs)} each (${e.taskMsFrom === "timeout" ? "timeout" : "no timeout: bounded by ttl"}), ${e.instances} instance(s)`,
+    `  best     ${amount(e.best.instanceHours)} instance-hours = ${usd(e.best.cost)} (no retries, perfect packing, cheapest offer)`,
+    `  expected ${amount(e.expected.instanceHours)} instance-hours = ${usd(e.expected.cost)} (${Math.round(a.failureRate * 100)}% of attempts retried, whole instance-waves, ${formatDuration(a.bootMs)} boot and idle_timeout per instance${e.offer.market === "spot" ? `, ${a.interruptionsPerHour} spot interruptions per instance-hour` : ""}; docs/pricing.md)`,
+    `  prices   ${plan.catalog.source}${plan.catalog.refreshedAt ? `; AWS prices up to ${new Date(plan.catalog.refreshedAt).toISOString().slice(0, 10)}` : ""}`,
+  );
+  if (e.overBudget !== undefined)
+    lines.push(
+      `  budget   expected cost is over the budget of ${usd(e.overBudget)}: launches stop when it is reached`,
+    );
+  return lines.join("\n");
 }

@@ -1,8 +1,8 @@
 /** Reading a queue file: YAML or JSON, validated by core/queue.ts with every issue on its line. */
-import { readFile } from "node:fs/promises";
 import YAML from "yaml";
 import { AbortError } from "#core/errors.js";
 import { parseQueue, type QueueFile } from "#core/queue.js";
+import { readUserFile } from "../flags.js";
 
 /** Validates the text of a queue file; `source` names it in errors. Throws QueueError or AbortError (exit 2). */
 export function parseQueueText(text: string, source: string): QueueFile {
@@ -23,14 +23,5 @@ export function parseQueueText(text: string, source: string): QueueFile {
 }
 
 export async function readQueueFile(path: string): Promise<QueueFile> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new AbortError(
-      code === "ENOENT" ? `queue file ${path} not found` : `cannot read ${path}: ${(error as Error).message}`,
-    );
-  }
-  return parseQueueText(text, path);
+  return parseQueueText(await readUserFile(path, "queue file"), path);
 }

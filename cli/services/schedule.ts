@@ -28,12 +28,23 @@ export interface CreateScheduleOptions extends TriggerInput {
 }
 
 /** Validates everything first: a bad spec, cron, zone or date creates nothing. */
+/** aws schedules are armed in EventBridge Scheduler; a stack deployed before schedules existed has no group. */
+function driverFor(ctx: CliContext): ScheduleDriver | undefined {
+  if (ctx.provider === "aws" && !ctx.scheduleDriver) {
+    throw new AbortError(
+      "the deployed stack has no schedule group (it predates schedules)",
+      "run `spawn deploy` to update it",
+    );
+  }
+  return ctx.scheduleDriver;
+}
+
 export async function createSchedule(
   ctx: CliContext,
   specPath: string,
   options: CreateScheduleOptions,
-  driver?: ScheduleDriver,
 ): Promise<ScheduleRecord> {
+  const driver = driverFor(ctx);
   const plan = await planSweep(specPath, { set: options.set ?? [] });
   const trigger = parseTrigger(options);
   if (ctx.provider === "aws") toSchedulerExpression(trigger);
@@ -96,12 +107,9 @@ export async function requireSchedule(ctx: CliContext, scheduleId: string): Prom
   return schedule;
 }
 
-export async function pauseSchedule(
-  ctx: CliContext,
-  scheduleId: string,
-  driver?: ScheduleDriver,
-): Promise<ScheduleRecord> {
+export async function pauseSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
   const schedule = await requireSchedule(ctx, scheduleId);
+  const driver = schedule.provider === "aws" ? driverFor(ctx) : undefined;
   if (schedule.state === "paused") return schedule;
   if (schedule.state === "completed") {
     throw new AbortError(`schedule ${scheduleId} has completed (${schedule.reason ?? "no firing left"})`);
@@ -116,12 +124,9 @@ export async function pauseSchedule(
 }
 
 /** Resuming never runs what was due while paused: the next firing is the first one after now. */
-export async function resumeSchedule(
-  ctx: CliContext,
-  scheduleId: string,
-  driver?: ScheduleDriver,
-): Promise<ScheduleRecord> {
+export async function resumeSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
   const schedule = await requireSchedule(ctx, scheduleId);
+  const driver = schedule.provider === "aws" ? driverFor(ctx) : undefined;
   if (schedule.state === "enabled") return schedule;
   if (schedule.state === "completed") {
     throw new AbortError(`schedule ${scheduleId} has completed (${schedule.reason ?? "no firing left"})`);

@@ -3,27 +3,17 @@
  * as commented YAML. The spec is validated before anything is written, so a conversion that
  * would not launch never reaches the disk.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 import YAML from "yaml";
 import { AbortError, BugError } from "#core/errors.js";
 import { convertSbatch, type SlurmConversion } from "#core/slurm.js";
 import { parseSpec, SpecError } from "#core/spec.js";
+import { readUserFile } from "../flags.js";
 
 /** Converts the script at `path`; throws SbatchError (exit 2) for bad input. */
 export async function convertSbatchFile(path: string): Promise<SlurmConversion> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new AbortError(
-      code === "ENOENT"
-        ? `sbatch script ${path} not found`
-        : `cannot read ${path}: ${(error as Error).message}`,
-      "spawn slurm convert job.sbatch [-o spec.yaml]",
-    );
-  }
+  const text = await readUserFile(path, "sbatch script", "spawn slurm convert job.sbatch [-o spec.yaml]");
   const conversion = convertSbatch(text, basename(path));
   try {
     parseSpec(conversion.spec);

@@ -51,6 +51,7 @@ import {
   validateUpdate,
 } from "./codec.js";
 import { conditionExpression, describeExpectation, Expression, updateExpression } from "./expressions.js";
+import { queryAll } from "./query.js";
 import {
   DEFAULT_TABLE_PREFIX,
   INDEX,
@@ -158,6 +159,7 @@ export class DynamoStateStore implements StateStore {
     const expected = { status: expect.status, launchSeq: expect.launchSeq, active: expect.active };
     const expr = new Expression();
     const active = update.active;
+    const absent = (expect.absent ?? []).map((field) => ` AND attribute_not_exists(${expr.name(field)})`);
     const item = await this.conditionalUpdate(`sweep ${sweepId}`, expected, undefined, {
       TableName: this.tables.sweeps,
       Key: { sweepId },
@@ -167,7 +169,7 @@ export class DynamoStateStore implements StateStore {
         remove: active === false ? ["activePk"] : [],
         noopAttribute: "status",
       }),
-      ConditionExpression: conditionExpression(expr, "sweepId", expected),
+      ConditionExpression: conditionExpression(expr, "sweepId", expected) + absent.join(""),
       expr,
     });
     return itemToSweep(item);
@@ -477,27 +479,28 @@ export class DynamoStateStore implements StateStore {
       .sort((a, b) => a.deadline - b.deadline);
   }
 
+  async findInstanceByProviderRef(providerRef: string): Promise<InstanceRecord | undefined> {
+    const expr = new Expression();
+    const keys = await this.queryAll(
+      {
+        TableName: this.tables.instances,
+        IndexName: INDEX.instancesByRef,
+        KeyConditionExpression: `${expr.name("providerRef")} = ${expr.value(providerRef)}`,
+        ...expr.params(),
+      },
+      1,
+    );
+    const key = keys[0];
+    if (!key) return undefined;
+    return this.getInstance(String(key.sweepId), String(key.instanceId));
+  }
+
   // -------------------------------------------------------------------------------------------
   // Plumbing
 
   /** Runs a Query to the end (or until `limit` items), following LastEvaluatedKey. */
-  private async queryAll(input: QueryCommandInput, limit?: number): Promise<Item[]> {
-    const items: Item[] = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const remaining = limit === undefined ? undefined : limit - items.length;
-      if (remaining !== undefined && remaining <= 0) break;
-      const out = await this.doc.send(
-        new QueryCommand({
-          ...input,
-          ExclusiveStartKey: startKey,
-          ...(remaining !== undefined ? { Limit: remaining } : {}),
-        }),
-      );
-      items.push(...((out.Items ?? []) as Item[]));
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-    return items;
+  private queryAll(input: QueryCommandInput, limit?: number): Promise<Item[]> {
+    return queryAll(this.doc, input, limit);
   }
 
   /** Select COUNT over every page. */

@@ -51,6 +51,8 @@ export const INDEX = {
   tasksRunning: "running",
   /** instances: sparse, only while status != terminated; 8 shards, by deadlineKey (deadline, then instanceId). */
   instancesLive: "live",
+  /** instances: sparse (only once a provider handle is known), keys only; EC2 instance id → our record. */
+  instancesByRef: "by-ref",
   /** schedules: owner + createdAt. */
   schedulesByOwner: "by-owner",
   /** schedules: sparse, only while the schedule is enabled; by dueKey (nextRunAt, then scheduleId). */
@@ -130,12 +132,27 @@ export function tableDefinitions(prefix: string = DEFAULT_TABLE_PREFIX): CreateT
     {
       TableName: names.instances,
       BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: attrs({ sweepId: "S", instanceId: "S", liveShard: "S", deadlineKey: "S" }),
+      AttributeDefinitions: attrs({
+        sweepId: "S",
+        instanceId: "S",
+        liveShard: "S",
+        deadlineKey: "S",
+        providerRef: "S",
+      }),
       KeySchema: [
         { AttributeName: "sweepId", KeyType: "HASH" },
         { AttributeName: "instanceId", KeyType: "RANGE" },
       ],
-      GlobalSecondaryIndexes: [gsi(INDEX.instancesLive, "liveShard", "deadlineKey")],
+      GlobalSecondaryIndexes: [
+        gsi(INDEX.instancesLive, "liveShard", "deadlineKey"),
+        // Keys only: EC2 events name an instance by its EC2 id; the lookup reads the base item
+        // after, and heartbeats (which never change providerRef) cost no index write.
+        {
+          IndexName: INDEX.instancesByRef,
+          KeySchema: [{ AttributeName: "providerRef", KeyType: "HASH" }],
+          Projection: { ProjectionType: "KEYS_ONLY" },
+        },
+      ],
     },
     {
       // Seed for `spawn schedule`: one item per schedule; `dueShard` (due#0..3) only while enabled.

@@ -7,6 +7,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:
 import { join } from "node:path";
 import type { InstanceRecord } from "#core/model.js";
 import type { Compute, LaunchRequest, LaunchResult, ObservedInstance } from "#core/ports.js";
+import type { LocalImds } from "./imds.js";
 import type { LocalPaths } from "./paths.js";
 
 export interface ProcessComputeOptions {
@@ -17,6 +18,8 @@ export interface ProcessComputeOptions {
   agentCommand: readonly string[];
   /** Grace between SIGTERM and SIGKILL when terminating. @default 10 s */
   killGraceMs?: number;
+  /** The local IMDS; agents of sweeps in chaos mode get their own endpoint on it. */
+  imds?: LocalImds;
 }
 
 /** True when `pid` is alive and is the agent for `instanceId` (guards against pid reuse). */
@@ -56,6 +59,10 @@ export class ProcessCompute implements Compute {
             SPAWN_SWEEP_ID: request.sweep.sweepId,
             SPAWN_INSTANCE_ID: instanceId,
             SPAWN_AGENT_DIR: dir,
+            // Only chaos mode gives a local agent an IMDS to watch: that is how its notices arrive.
+            ...(request.sweep.spec.chaos && this.options.imds
+              ? { SPAWN_IMDS_ENDPOINT: this.options.imds.endpointFor(instanceId) }
+              : {}),
           },
         });
         closeSync(log);

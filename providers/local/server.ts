@@ -7,15 +7,22 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import dynalite from "dynalite";
+import { publishingLauncher } from "#core/alerts.js";
 import { systemClock } from "#core/ports.js";
 import { reapExpiredInstances, reconcile } from "#core/reconcile.js";
 import { runDueSchedules, storedSpecLauncher } from "#core/scheduler.js";
+import { DynamoAlertStore } from "#providers/dynamodb/alert-store.js";
 import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { ensureTables } from "#providers/dynamodb/tables.js";
+import { channelSender } from "#providers/notify/channels.js";
+import { FileSecretBox } from "#providers/notify/file-secrets.js";
+import { LocalAlertBus } from "#providers/notify/local-bus.js";
 import type { Logger } from "../log.js";
+import { ChaosMonkey } from "./chaos.js";
 import { localDynamoClient, TABLE_PREFIX } from "./client.js";
 import { ProcessCompute } from "./compute.js";
+import { LocalImds } from "./imds.js";
 import { FileObjectStore } from "./objects.js";
 import type { LocalPaths } from "./paths.js";
 
@@ -29,6 +36,8 @@ export interface ServerInfo {
 export const SERVER_INFO_VERSION = 1;
 /** A firing is run up to this late (a slow tick); older due firings are recorded as missed. */
 const SCHEDULE_GRACE_MS = 60_000;
+/** How often level alerts (cost, long-running, preemptions) of active sweeps are checked. */
+const ALERT_CHECK_MS = 15_000;
 
 export interface LocalServerOptions {
   paths: LocalPaths;
@@ -63,18 +72,38 @@ export async function runLocalServer(
   const client = localDynamoClient(endpoint);
   await ensureTables(client, TABLE_PREFIX);
   const store = new DynamoStateStore(client, TABLE_PREFIX);
-  const compute = new ProcessCompute({ paths, endpoint, agentCommand: options.agentCommand });
+  const imds = new LocalImds();
+  await imds.start();
+  const chaos = new ChaosMonkey({ store, imds, log });
+  const compute = new ProcessCompute({ paths, endpoint, agentCommand: options.agentCommand, imds });
+  // Alerts: reconcile's events go through an in-process bus to the same delivery code as the alert-handler Lambda.
+  const alertBus = new LocalAlertBus(
+    {
+      alerts: new DynamoAlertStore(client, TABLE_PREFIX),
+      store,
+      clock: systemClock,
+      send: channelSender({ secrets: new FileSecretBox(paths.home), home: paths.home }),
+      ...(process.env.SPAWN_DASHBOARD_URL ? { linkBase: process.env.SPAWN_DASHBOARD_URL } : {}),
+    },
+    log.child({ component: "alerts" }),
+  );
+  let alertsCheckedAt = 0;
   const deps = {
     store,
     compute,
     clock: systemClock,
+    events: alertBus,
     options: { launchTimeoutMs: 60_000, drainMs: 10_000 },
   };
   const schedules = new DynamoScheduleStore(client, TABLE_PREFIX);
   const scheduler = {
     schedules,
     clock: systemClock,
-    launcher: storedSpecLauncher({ store, objects: new FileObjectStore(paths.objects), clock: systemClock }),
+    launcher: publishingLauncher(
+      storedSpecLauncher({ store, objects: new FileObjectStore(paths.objects), clock: systemClock }),
+      alertBus,
+      systemClock,
+    ),
   };
 
   const info: ServerInfo = {
@@ -100,6 +129,7 @@ export async function runLocalServer(
       await Promise.all(
         active.map(async (sweep) => {
           try {
+            if (sweep.spec.chaos) await chaos.tick(sweep);
             const r = await reconcile(deps, sweep.sweepId);
             if (
               r.launched.length ||
@@ -115,6 +145,10 @@ export async function runLocalServer(
           }
         }),
       );
+      if (Date.now() - alertsCheckedAt >= ALERT_CHECK_MS) {
+        alertsCheckedAt = Date.now();
+        await alertBus.checkLevels(active);
+      }
       const reaped = await reapExpiredInstances(deps);
       if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
       const pass = await runDueSchedules(scheduler, SCHEDULE_GRACE_MS);
@@ -139,6 +173,11 @@ export async function runLocalServer(
     if (stopped) return;
     stopped = true;
     if (timer) clearTimeout(timer);
+    chaos.stop();
+    // Alerts the last passes published get a moment to go out; retries still pending are dropped.
+    await alertBus.idle(5_000);
+    alertBus.close();
+    await imds.stop();
     await rm(paths.serverFile, { force: true });
     client.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));

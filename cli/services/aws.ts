@@ -1,0 +1,174 @@
+/**
+ * The CLI's view of AWS: which account, region and stack a command talks to (`--profile`,
+ * `--region`, `SPAWN_STACK_NAME`, the standard credential chain), and the CliContext of the aws
+ * provider over the deployed stack. Loaded with a dynamic import by cli/context.ts, so local
+ * commands never evaluate the AWS SDK.
+ */
+import { CloudFormationClient } from "@aws-sdk/client-cloudformation";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
+import { KMSClient } from "@aws-sdk/client-kms";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SchedulerClient } from "@aws-sdk/client-scheduler";
+import { SNSClient } from "@aws-sdk/client-sns";
+import { AbortError } from "#core/errors.js";
+import { systemClock } from "#core/ports.js";
+import { type AwsTarget, clientConfig, regionOf, resolveTarget } from "#providers/aws/clients.js";
+import { kickSweep } from "#providers/aws/events.js";
+import { S3ObjectStore } from "#providers/aws/s3-objects.js";
+import { EventBridgeScheduleDriver } from "#providers/aws/schedule-driver.js";
+import { DEFAULT_STACK_NAME, loadStack, type StackInfo } from "#providers/aws/stack.js";
+import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
+import { DynamoStateStore } from "#providers/dynamodb/store.js";
+import type { LocalPaths } from "#providers/local/paths.js";
+import { awsAlertServices } from "#providers/notify/aws-alerts.js";
+import type { CliContext } from "../context.js";
+
+/** `--profile`, `--region` and `--stack` as commands take them. */
+export interface AwsFlags {
+  profile?: string;
+  region?: string;
+  stack?: string;
+}
+
+/** Where a command talks to: the target (profile, region) resolved, and the stack's name. */
+export interface AwsSession {
+  target: AwsTarget & { region: string };
+  stackName: string;
+  cfn: CloudFormationClient;
+}
+
+/** Resolves the region now (flag, environment or the profile's config), so every client agrees on it. */
+export async function openAwsSession(
+  flags: AwsFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<AwsSession> {
+  const target = resolveTarget(flags, env);
+  const cfn = new CloudFormationClient(clientConfig(target));
+  const region = await regionOf(cfn);
+  return {
+    target: { ...target, region },
+    stackName: flags.stack ?? env.SPAWN_STACK_NAME ?? DEFAULT_STACK_NAME,
+    cfn,
+  };
+}
+
+/** The stack's outputs through the state directory's cache (StackNotFoundError, exit 2, when it is not deployed). */
+export async function sessionStack(session: AwsSession, paths: LocalPaths): Promise<StackInfo> {
+  try {
+    return await loadStack({
+      cfn: session.cfn,
+      stackName: session.stackName,
+      region: session.target.region,
+      stateDir: paths.home,
+      now: systemClock.now(),
+    });
+  } catch (error) {
+    throw credentialsProblem(error, session.target) ?? error;
+  }
+}
+
+/** Errors that mean "no usable credentials", as the user's to fix (exit 2) with the command that fixes them. */
+const CREDENTIAL_ERRORS = new Set([
+  "CredentialsProviderError",
+  "ExpiredToken",
+  "ExpiredTokenException",
+  "InvalidClientTokenId",
+  "UnrecognizedClientException",
+]);
+
+export function credentialsProblem(error: unknown, target: AwsTarget): AbortError | undefined {
+  const name = (error as { name?: string } | null)?.name ?? "";
+  if (!CREDENTIAL_ERRORS.has(name)) return undefined;
+  const profile = target.profile ? ` --profile ${target.profile}` : "";
+  return new AbortError(
+    `no usable AWS credentials${target.profile ? ` for profile ${target.profile}` : ""}: ${(error as Error).message}`,
+    `run \`aws configure${profile}\` or \`aws sso login${profile}\`, then \`spawn doctor${profile}\``,
+    undefined,
+    { cause: error },
+  );
+}
+
+/**
+ * The aws provider's CliContext: the same DynamoStateStore on the stack's tables, S3 objects in
+ * its buckets (bundles in the artifacts bucket, logs and outputs in the results bucket), and a
+ * `sweepCreated` hook that kicks the orchestrator through the stack's bus.
+ */
+export async function openAwsContext(paths: LocalPaths, flags: AwsFlags = {}): Promise<CliContext> {
+  return openAwsContextFor(await openAwsSession(flags), paths);
+}
+
+/** The same, for a session a command already opened (it needs the session's clients too). */
+export async function openAwsContextFor(session: AwsSession, paths: LocalPaths): Promise<CliContext> {
+  const stack = await sessionStack(session, paths);
+  const config = clientConfig(session.target);
+  const dynamo = new DynamoDBClient(config);
+  const s3 = new S3Client(config);
+  const events = new EventBridgeClient(config);
+  const { outputs } = stack;
+  return {
+    provider: "aws",
+    store: new DynamoStateStore(dynamo, outputs.TablePrefix),
+    schedules: new DynamoScheduleStore(dynamo, outputs.TablePrefix),
+    ...(outputs.ScheduleGroupName &&
+    outputs.SchedulerHandlerArn &&
+    outputs.SchedulerRoleArn &&
+    outputs.SchedulesDlqArn
+      ? {
+          scheduleDriver: new EventBridgeScheduleDriver(new SchedulerClient(config), {
+            groupName: outputs.ScheduleGroupName,
+            target: {
+              arn: outputs.SchedulerHandlerArn,
+              roleArn: outputs.SchedulerRoleArn,
+              deadLetterArn: outputs.SchedulesDlqArn,
+            },
+          }),
+        }
+      : {}),
+    ...(outputs.AlertsKeyArn && outputs.AlertsTopicArn
+      ? {
+          alerts: awsAlertServices({
+            dynamo,
+            kms: new KMSClient(config),
+            sns: new SNSClient(config),
+            tablePrefix: outputs.TablePrefix,
+            kmsKeyId: outputs.AlertsKeyArn,
+            topicArn: outputs.AlertsTopicArn,
+          }),
+        }
+      : {}),
+    objects: new S3ObjectStore(s3, {
+      bucket: outputs.ResultsBucket,
+      routes: { "bundles/": outputs.ArtifactsBucket },
+    }),
+    clock: systemClock,
+    paths,
+    // The kick only saves waiting for the next periodic tick (a minute at most), so a failed one
+    // is reported and the launch still succeeds.
+    sweepCreated: (sweepId) =>
+      kickSweep(events, outputs.EventBusName, sweepId).catch((error: Error) => {
+        process.stderr.write(
+          `warning: could not notify the orchestrator (${error.message}); the periodic reconcile starts ${sweepId} within a minute\n`,
+        );
+      }),
+    close: () => {
+      for (const client of [session.cfn, dynamo, s3, events]) client.destroy();
+    },
+  };
+}
+
+/** EC2 clients per region for one session, created on first use. */
+export function ec2Clients(session: AwsSession): { ec2For: (region: string) => EC2Client; destroy(): void } {
+  const clients = new Map<string, EC2Client>();
+  return {
+    ec2For: (region) => {
+      const client = clients.get(region) ?? new EC2Client(clientConfig(session.target, region));
+      clients.set(region, client);
+      return client;
+    },
+    destroy: () => {
+      for (const client of clients.values()) client.destroy();
+    },
+  };
+}
