@@ -9,13 +9,7 @@
  *   delivery) and finished with another. `firedKey`/`sweepId` feed the sparse `by-sweep` index.
  */
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import {
-  DeleteCommand,
-  DynamoDBDocumentClient,
-  GetCommand,
-  PutCommand,
-  UpdateCommand,
-} from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import {
   AlertDelivery,
   AlertRecord,
@@ -31,8 +25,7 @@ import {
 import { ConditionFailedError } from "../../core/errors.js";
 import { type Item, orderedKey } from "./codec.js";
 import { Expression } from "./expressions.js";
-import { queryAll } from "./query.js";
-import { isConditionalCheckFailed } from "./store.js";
+import { isConditionalCheckFailed, putIfAbsent, queryAll } from "./requests.js";
 import { DEFAULT_TABLE_PREFIX, INDEX, type TableNames, tableNames } from "./tables.js";
 
 function itemToDelivery(item: Item): AlertDelivery {
@@ -50,20 +43,8 @@ export class DynamoAlertStore implements AlertStore {
   }
 
   async createAlert(alert: AlertRecord): Promise<void> {
-    const item = AlertRecord.parse(alert);
-    try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tables.alerts,
-          Item: item,
-          ConditionExpression: "attribute_not_exists(alertId)",
-        }),
-      );
-    } catch (err) {
-      if (isConditionalCheckFailed(err))
-        throw new ConditionFailedError(`alert ${alert.alertId} already exists`, { cause: err });
-      throw err;
-    }
+    if (!(await putIfAbsent(this.doc, this.tables.alerts, AlertRecord.parse(alert), "alertId")))
+      throw new ConditionFailedError(`alert ${alert.alertId} already exists`);
   }
 
   async getAlert(owner: string, alertId: string): Promise<AlertRecord | undefined> {

@@ -5,20 +5,13 @@
  * scheduler's query sees exactly the schedules it may have to fire.
  */
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import {
-  DeleteCommand,
-  DynamoDBDocumentClient,
-  GetCommand,
-  PutCommand,
-  UpdateCommand,
-} from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { ConditionFailedError } from "../../core/errors.js";
 import type { ScheduleExpectation, ScheduleStore, ScheduleUpdate } from "../../core/scheduler.js";
 import { FiringRecord, type FiringStatus, ScheduleRecord } from "../../core/schedules.js";
 import { type Item, orderedKey, orderedKeyBelow, validateUpdate } from "./codec.js";
 import { conditionExpression, describeExpectation, Expression, updateExpression } from "./expressions.js";
-import { queryAll } from "./query.js";
-import { isConditionalCheckFailed } from "./store.js";
+import { isConditionalCheckFailed, putIfAbsent, queryAll } from "./requests.js";
 import { DEFAULT_TABLE_PREFIX, INDEX, type TableNames, tableNames } from "./tables.js";
 
 /** `due#0..3`: the due index is spread over a few partitions keys. */
@@ -59,19 +52,8 @@ export class DynamoScheduleStore implements ScheduleStore {
   }
 
   async createSchedule(schedule: ScheduleRecord): Promise<void> {
-    try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tables.schedules,
-          Item: scheduleToItem(schedule),
-          ConditionExpression: "attribute_not_exists(scheduleId)",
-        }),
-      );
-    } catch (err) {
-      if (isConditionalCheckFailed(err))
-        throw new ConditionFailedError(`schedule ${schedule.scheduleId} already exists`, { cause: err });
-      throw err;
-    }
+    if (!(await putIfAbsent(this.doc, this.tables.schedules, scheduleToItem(schedule), "scheduleId")))
+      throw new ConditionFailedError(`schedule ${schedule.scheduleId} already exists`);
   }
 
   async getSchedule(scheduleId: string): Promise<ScheduleRecord | undefined> {
@@ -165,19 +147,8 @@ export class DynamoScheduleStore implements ScheduleStore {
 
   async recordFiring(firing: FiringRecord): Promise<boolean> {
     const record = FiringRecord.parse(firing);
-    try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tables.scheduleHistory,
-          Item: { ...record, expiresAt: Math.floor(record.recordedAt / 1000) + HISTORY_TTL_S },
-          ConditionExpression: "attribute_not_exists(firedAt)",
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (isConditionalCheckFailed(err)) return false;
-      throw err;
-    }
+    const expiresAt = Math.floor(record.recordedAt / 1000) + HISTORY_TTL_S;
+    return putIfAbsent(this.doc, this.tables.scheduleHistory, { ...record, expiresAt }, "firedAt");
   }
 
   async updateFiring(

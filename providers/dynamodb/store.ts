@@ -51,7 +51,7 @@ import {
   validateUpdate,
 } from "./codec.js";
 import { conditionExpression, describeExpectation, Expression, updateExpression } from "./expressions.js";
-import { queryAll } from "./query.js";
+import { isConditionalCheckFailed, queryAll } from "./requests.js";
 import {
   DEFAULT_TABLE_PREFIX,
   INDEX,
@@ -590,15 +590,6 @@ export class DynamoStateStore implements StateStore {
 
 function shards(shardCount: number): number[] {
   return Array.from({ length: shardCount }, (_, i) => i);
-}
-
-export function isConditionalCheckFailed(err: unknown): boolean {
-  return (
-    err !== null &&
-    typeof err === "object" &&
-    "name" in err &&
-    (err as { name: unknown }).name === "ConditionalCheckFailedException"
-  );
 }
 
 /** `; found status="running" attempt="1"` from an item (marshalled or not); undefined without one. */
