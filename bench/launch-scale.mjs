@@ -29,7 +29,7 @@ export const TARGET_RATIO = 0.9;
 export const TARGET_WRITES_PER_TASK = 6;
 
 const ENTRY = `
-export { SimEc2, SimClock, SimAgents, poolKey, seeded } from "./test/helpers/sim-ec2.ts";
+export { SimEc2, SimClock, SimAgents, poolKey, seeded, syntheticCatalog } from "./test/helpers/sim-ec2.ts";
 export { Ec2Compute } from "./providers/aws/ec2-compute.ts";
 export { Ec2Throttle, RUN_INSTANCES_BUCKET } from "./providers/aws/ec2-throttle.ts";
 export { reconcile, handleInstanceEvent } from "./core/reconcile.ts";
@@ -65,39 +65,8 @@ async function load() {
 const REGIONS = ["us-east-1", "us-west-2", "eu-west-1"];
 const TYPES = ["g5.xlarge", "g6.xlarge"];
 
-/** Two AZs × two types per region, spot and on-demand; capacity per pool. */
-function catalog(m, spotPerPool) {
-  const offers = [];
-  const capacity = {};
-  REGIONS.forEach((region, r) => {
-    for (const z of [1, 2]) {
-      const az = `${region.replace(/-/g, "")}-az${z}`;
-      TYPES.forEach((instanceType, t) => {
-        for (const market of ["spot", "on-demand"]) {
-          offers.push({
-            instanceType,
-            region,
-            az,
-            gpuName: "A10G",
-            gpuMaker: "NVIDIA",
-            gpus: 1,
-            vcpus: 4,
-            memoryGiB: 16,
-            arch: "x86_64",
-            market,
-            pricePerHour: (market === "spot" ? 0.4 : 1) + r * 0.01 + t * 0.05 + z * 0.001,
-            priceSource: "snapshot bench",
-          });
-          capacity[m.poolKey(region, az, instanceType, market)] = market === "spot" ? spotPerPool : 1000;
-        }
-      });
-    }
-  });
-  offers.sort((a, b) =>
-    a.market === b.market ? a.pricePerHour - b.pricePerHour : a.market === "spot" ? -1 : 1,
-  );
-  return { offers, capacity };
-}
+/** Two AZs × two types per region, spot and on-demand; `spotPerPool` instances per spot pool. */
+const catalog = (m, spotPerPool) => m.syntheticCatalog(REGIONS, TYPES, () => spotPerPool, "snapshot bench");
 
 /** Part 1 and 2: one launch of `count` instances across 3 regions, on simulated time. */
 async function launchRun(m, count) {

@@ -13,7 +13,6 @@ import { beforeAll, expect, test } from "vitest";
 import type { SpawnEvent } from "../core/events.js";
 import type { SweepRecord } from "../core/model.js";
 import { expandParams } from "../core/params.js";
-import type { Offer } from "../core/placement.js";
 import { handleInstanceEvent, reconcile } from "../core/reconcile.js";
 import { parseSpec } from "../core/spec.js";
 import { createSweep } from "../core/sweeps.js";
@@ -21,7 +20,7 @@ import { Ec2Compute } from "../providers/aws/ec2-compute.js";
 import { Ec2Throttle } from "../providers/aws/ec2-throttle.js";
 import type { DynamoStateStore } from "../providers/dynamodb/store.js";
 import { useDynaliteStore } from "./helpers/dynamo.js";
-import { poolKey, SimAgents, SimClock, SimEc2, seeded } from "./helpers/sim-ec2.js";
+import { SimAgents, SimClock, SimEc2, seeded, syntheticCatalog } from "./helpers/sim-ec2.js";
 
 const MAX_INSTANCES = 2000;
 const TASKS = 2200;
@@ -37,39 +36,8 @@ beforeAll(() => {
 });
 
 /** Two AZs × two types per region, spot and on-demand; us-east-1 (preferred) has little spot. */
-function catalog(): { offers: Offer[]; capacity: Record<string, number> } {
-  const offers: Offer[] = [];
-  const capacity: Record<string, number> = {};
-  REGIONS.forEach((region, r) => {
-    for (const z of [1, 2]) {
-      const az = `${region.replace(/-/g, "")}-az${z}`;
-      TYPES.forEach((instanceType, t) => {
-        for (const market of ["spot", "on-demand"] as const) {
-          offers.push({
-            instanceType,
-            region,
-            az,
-            gpuName: "A10G",
-            gpuMaker: "NVIDIA",
-            gpus: 1,
-            vcpus: 4,
-            memoryGiB: 16,
-            arch: "x86_64",
-            market,
-            pricePerHour: (market === "spot" ? 0.4 : 1) + r * 0.01 + t * 0.05 + z * 0.001,
-            priceSource: "snapshot test",
-          });
-          capacity[poolKey(region, az, instanceType, market)] =
-            market === "on-demand" ? 1000 : region === "us-east-1" ? 150 : 400;
-        }
-      });
-    }
-  });
-  offers.sort((a, b) =>
-    a.market === b.market ? a.pricePerHour - b.pricePerHour : a.market === "spot" ? -1 : 1,
-  );
-  return { offers, capacity };
-}
+const catalog = () =>
+  syntheticCatalog(REGIONS, TYPES, (region) => (region === "us-east-1" ? 150 : 400), "snapshot test");
 
 test("2,000 instances, random preemptions: every task ends exactly once and never more than max_instances live", {
   timeout: 600_000,

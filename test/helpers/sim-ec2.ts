@@ -27,6 +27,7 @@ import {
 import { mapLimit } from "../../core/concurrency.js";
 import { ConditionFailedError } from "../../core/errors.js";
 import type { InstanceRecord, SweepRecord, TaskRecord } from "../../core/model.js";
+import type { Offer } from "../../core/placement.js";
 import type { Clock, StateStore } from "../../core/ports.js";
 import type { Ec2Sender, RegionLaunchConfig } from "../../providers/aws/ec2-compute.js";
 import {
@@ -474,4 +475,47 @@ export class SimAgents {
       }
     });
   }
+}
+
+/**
+ * A small synthetic catalog for scale runs: two AZs × `types` per region, spot and on-demand,
+ * cheapest spot first; `spotCapacity(region)` instances per spot pool, 1,000 per on-demand pool.
+ */
+export function syntheticCatalog(
+  regions: readonly string[],
+  types: readonly string[],
+  spotCapacity: (region: string) => number,
+  priceSource: string,
+): { offers: Offer[]; capacity: Record<string, number> } {
+  const offers: Offer[] = [];
+  const capacity: Record<string, number> = {};
+  regions.forEach((region, r) => {
+    for (const z of [1, 2]) {
+      const az = `${region.replace(/-/g, "")}-az${z}`;
+      types.forEach((instanceType, t) => {
+        for (const market of ["spot", "on-demand"] as const) {
+          offers.push({
+            instanceType,
+            region,
+            az,
+            gpuName: "A10G",
+            gpuMaker: "NVIDIA",
+            gpus: 1,
+            vcpus: 4,
+            memoryGiB: 16,
+            arch: "x86_64",
+            market,
+            pricePerHour: (market === "spot" ? 0.4 : 1) + r * 0.01 + t * 0.05 + z * 0.001,
+            priceSource,
+          });
+          capacity[poolKey(region, az, instanceType, market)] =
+            market === "spot" ? spotCapacity(region) : 1000;
+        }
+      });
+    }
+  });
+  offers.sort((a, b) =>
+    a.market === b.market ? a.pricePerHour - b.pricePerHour : a.market === "spot" ? -1 : 1,
+  );
+  return { offers, capacity };
 }
