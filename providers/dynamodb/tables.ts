@@ -256,7 +256,8 @@ function checkShape(def: CreateTableCommandInput, table: TableDescription): void
   }
   if (problems.length > 0) {
     throw new Error(
-      `table ${def.TableName} exists with another shape (${problems.join("; ")}); it was created by another version of spawn`,
+      `table ${def.TableName} exists with another shape (${problems.join("; ")}); it was created by another version of spawn ` +
+        "(embedded default: `spawn local stop`, then remove the db/ directory under $SPAWN_HOME to start afresh; aws: `spawn deploy`)",
     );
   }
 }
