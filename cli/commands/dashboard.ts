@@ -19,9 +19,11 @@ const DEFAULT_PORT = 7500;
 /** The built UI sits next to the bundled CLI: dist/dashboard/. */
 const STATIC_DIR = fileURLToPath(new URL("./dashboard/", import.meta.url));
 
+/** The control plane went away: refused, or a pooled connection to the old one was reset. */
+const LOST = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE"]);
 const connectionLost = (error: unknown) => {
-  const code = (error as { code?: string; cause?: { code?: string } })?.code;
-  return code === "ECONNREFUSED" || (error as { cause?: { code?: string } })?.cause?.code === "ECONNREFUSED";
+  const e = error as { code?: string; cause?: { code?: string } };
+  return LOST.has(e?.code ?? "") || LOST.has(e?.cause?.code ?? "");
 };
 
 /**

@@ -620,6 +620,10 @@ export async function startDashboard(
     });
     route(req, res, url, trace).catch((error) => sendError(res, error, trace, url.pathname));
   });
+  // Node closes idle keep-alive sockets after 5 s; a client that reuses one at that moment sees
+  // "other side closed". A page polls and idles for longer than that, so keep sockets a minute.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
