@@ -1,15 +1,14 @@
 import { Match } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ORCHESTRATOR_SOURCE, SWEEP_SUBMITTED } from "#providers/aws/events.js";
+import { AGENT_SOURCE, ORCHESTRATOR_SOURCE, SWEEP_SUBMITTED } from "#providers/aws/events.js";
 import {
   DLAMI_PARAMETER,
   launchConfigParameterName,
   parseLaunchConfig,
 } from "#providers/aws/launch-config.js";
 import { StackOutputs } from "#providers/aws/stack.js";
-import { INDEX, tableDefinitions, tableNames } from "#providers/dynamodb/tables.js";
-import { AGENT_EVENT_SOURCE } from "./lib/agent-role.js";
-import { LIFECYCLE, TTL_ATTRIBUTE } from "./lib/data.js";
+import { INDEX, TTL_ATTRIBUTE, tableDefinitions, tableNames } from "#providers/dynamodb/tables.js";
+import { LIFECYCLE } from "./lib/data.js";
 import { EC2_EVENT_PATTERN } from "./lib/orchestrator.js";
 import { evaluate, HOME, HOME_AZS, LAUNCH_REGION, type Synthesized, synthesize } from "./test/fixtures.js";
 
@@ -307,7 +306,7 @@ describe("EventBridge", () => {
         (rule.Properties.EventPattern as { source?: string[] } | undefined)?.source ?? []
       ).join();
       expect(sources).not.toContain(ORCHESTRATOR_SOURCE);
-      expect(sources).not.toContain(AGENT_EVENT_SOURCE);
+      expect(sources).not.toContain(AGENT_SOURCE);
     }
     // Every rule that targets the orchestrator is one of the four above.
     expect(rules().filter(([, r]) => orchestratorTargets(r).length > 0)).toHaveLength(4);
@@ -455,7 +454,7 @@ describe("agent role", () => {
 
   it("may publish only as spawn.agent on the stack's bus", () => {
     expect(bySid("PublishAgentEvents").Condition).toEqual({
-      StringEquals: { "events:source": AGENT_EVENT_SOURCE },
+      StringEquals: { "events:source": AGENT_SOURCE },
     });
   });
 });

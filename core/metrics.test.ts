@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { costSoFarUsd, quantile, renderPrometheus, summarySamples, sweepMetricFamilies } from "./metrics.js";
+import type { InstanceRecord } from "./model.js";
 
 describe("renderPrometheus", () => {
   it("writes HELP and TYPE once per family and escapes label values", () => {
@@ -61,20 +62,30 @@ describe("costSoFarUsd", () => {
     pricePerHour: 0.5,
     priceSource: "test",
   };
+  const instance = (extra: Partial<InstanceRecord>): InstanceRecord => ({
+    sweepId: "s",
+    instanceId: "i",
+    provider: "aws",
+    status: "running",
+    slots: 1,
+    launchedAt: 0,
+    deadline: 10 * 3_600_000,
+    ...extra,
+  });
   it("multiplies run time by the price paid, up to termination or now", () => {
     const h = 3_600_000;
     expect(
       costSoFarUsd(
         [
-          { placement, launchedAt: 0, terminatedAt: 2 * h },
-          { placement, launchedAt: h, terminatedAt: undefined },
+          instance({ placement, launchedAt: 0, status: "terminated", terminatedAt: 2 * h }),
+          instance({ placement, launchedAt: h }),
         ],
         3 * h,
       ),
     ).toBe(2);
   });
   it("is unknown, not zero, when no instance carries a price", () => {
-    expect(costSoFarUsd([{ placement: undefined, launchedAt: 0, terminatedAt: 1 }], 2)).toBeUndefined();
+    expect(costSoFarUsd([instance({ status: "terminated", terminatedAt: 1 })], 2)).toBeUndefined();
   });
 });
 

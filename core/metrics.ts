@@ -5,6 +5,7 @@
  * module turns them into text.
  */
 import type { StatusCounts } from "./api.js";
+import { spentSoFar } from "./cost.js";
 import type { InstanceRecord } from "./model.js";
 
 export type MetricType = "counter" | "gauge" | "summary";
@@ -82,17 +83,8 @@ export function summarySamples(labels: Record<string, string>, valuesMs: readonl
  * to `now`) times the price paid per hour. Undefined when none carries one (the local provider
  * costs nothing and says so rather than showing $0.00 as if it were measured).
  */
-export function costSoFarUsd(
-  instances: readonly Pick<InstanceRecord, "placement" | "launchedAt" | "terminatedAt">[],
-  now: number,
-): number | undefined {
-  let total: number | undefined;
-  for (const i of instances) {
-    if (!i.placement) continue;
-    const hours = Math.max(0, (i.terminatedAt ?? now) - i.launchedAt) / 3_600_000;
-    total = (total ?? 0) + hours * i.placement.pricePerHour;
-  }
-  return total;
+export function costSoFarUsd(instances: readonly InstanceRecord[], now: number): number | undefined {
+  return instances.some((i) => i.placement) ? spentSoFar(instances, now) : undefined;
 }
 
 /** What the dashboard's poller has observed of one sweep. */

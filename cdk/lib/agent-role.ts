@@ -15,13 +15,11 @@ import {
 } from "aws-cdk-lib/aws-iam";
 import type { Bucket } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
+import { AGENT_SOURCE } from "#providers/aws/events.js";
 import { INDEX } from "#providers/dynamodb/tables.js";
 import type { SpawnBuckets, SpawnTableResources } from "./data.js";
 import { acknowledgeWildcards } from "./nag.js";
 import { agentInstanceProfileName, type SpawnNames } from "./names.js";
-
-/** `source` the agents may publish on the stack bus (the bus's rules never route it to the orchestrator). */
-export const AGENT_EVENT_SOURCE = "spawn.agent";
 
 /** Object prefixes the agents read and write, by bucket; the same key space as the local file store. */
 export const AGENT_PREFIXES = {
@@ -91,7 +89,7 @@ export class AgentRole extends Construct {
           sid: "PublishAgentEvents",
           actions: ["events:PutEvents"],
           resources: [props.bus.eventBusArn],
-          conditions: { StringEquals: { "events:source": AGENT_EVENT_SOURCE } },
+          conditions: { StringEquals: { "events:source": AGENT_SOURCE } },
         }),
         // No DeleteItem, Scan, batch or table operations; no sweep writes; no other bucket.
         new PolicyStatement({

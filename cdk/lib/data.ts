@@ -14,14 +14,8 @@ import {
   StorageClass,
 } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
-import { tableDefinitions, tableNames } from "#providers/dynamodb/tables.js";
+import { TTL_ATTRIBUTE, tableDefinitions, tableNames } from "#providers/dynamodb/tables.js";
 import { type BucketKind, bucketName, type SpawnNames, tablePrefix } from "./names.js";
-
-/**
- * TTL attribute of the history tables (epoch seconds; docs/data-model.md "Seed tables"). The
- * local provider has no TTL and trims those tables itself.
- */
-export const TTL_ATTRIBUTE = "expiresAt";
 
 /** Logical table → its CloudFormation resource. */
 export type SpawnTableResources = Record<keyof ReturnType<typeof tableNames>, CfnTable>;

@@ -26,7 +26,7 @@ import { ConditionFailedError } from "../../core/errors.js";
 import { type Item, orderedKey } from "./codec.js";
 import { Expression } from "./expressions.js";
 import { isConditionalCheckFailed, putIfAbsent, queryAll } from "./requests.js";
-import { DEFAULT_TABLE_PREFIX, INDEX, type TableNames, tableNames } from "./tables.js";
+import { DEFAULT_TABLE_PREFIX, INDEX, type TableNames, TTL_ATTRIBUTE, tableNames } from "./tables.js";
 
 function itemToDelivery(item: Item): AlertDelivery {
   const { expiresAt: _e, firedKey: _f, ...rest } = item;
@@ -100,7 +100,7 @@ export class DynamoAlertStore implements AlertStore {
       ifNew("channels", []),
       ifNew("firedAt", request.now),
       // DynamoDB TTL (epoch seconds); dynalite ignores it.
-      ifNew("expiresAt", Math.floor(request.now / 1000) + HISTORY_TTL_DAYS * 86_400),
+      ifNew(TTL_ATTRIBUTE, Math.floor(request.now / 1000) + HISTORY_TTL_DAYS * 86_400),
     ];
     if (request.sweepId) {
       sets.push(`${n("sweepId")} = ${v(request.sweepId)}`);

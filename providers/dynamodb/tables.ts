@@ -77,6 +77,12 @@ export const LIVE_SHARDS = 8;
  */
 export const ORDERED_KEY_DIGITS = 16;
 
+/**
+ * TTL attribute of the history tables (epoch seconds; docs/data-model.md "Seed tables"). DynamoDB
+ * expires those items; dynalite has no TTL, so locally they stay until the store is removed.
+ */
+export const TTL_ATTRIBUTE = "expiresAt";
+
 type KeyType = "S" | "N";
 
 function attrs(defs: Record<string, KeyType>): AttributeDefinition[] {
