@@ -6,14 +6,16 @@
  * live. It watches IMDS for spot interruption notices and its instance's deadline, and
  * exits when the sweep has no work left, when idle too long, or when told to stop.
  */
-import { createHash, randomInt } from "node:crypto";
+import { createHash, randomBytes, randomInt } from "node:crypto";
 import { appendFile, cp, link, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, relative, sep } from "node:path";
 import { parseResumeFrom } from "#core/checkpoint.js";
 import { renderCommand, shellQuote, taskEnvironment } from "#core/contract.js";
+import { settleDependents } from "#core/dependencies.js";
 import { ConditionFailedError, LeaseLostError } from "#core/errors.js";
 import { spawnEvent } from "#core/events.js";
+import { contractIdentity, restartGang } from "#core/gang.js";
 import {
   type InstanceRecord,
   type SweepRecord,
@@ -22,10 +24,13 @@ import {
 } from "#core/model.js";
 import { slotsOn } from "#core/placement.js";
 import type { Clock, EventSink, ObjectStore, StateStore } from "#core/ports.js";
+import { jobRetryPolicy } from "#core/queue.js";
 import { type AttemptEnd, afterAttempt } from "#core/retry.js";
+import { formatTraceparent, newTraceContext, parseTraceparent } from "#core/traceparent.js";
 import { extractBundle } from "#providers/bundle.js";
 import type { Logger } from "#providers/log.js";
 import { CheckpointSync, type RestoreResult, restoreCheckpoint } from "./checkpoints.js";
+import { type HostnameRegistrar, registerHostname, removeHostname } from "./dns.js";
 import {
   type HealthOptions,
   health,
@@ -56,7 +61,11 @@ import {
 import { LogShipper, logChunkPrefix } from "./log-shipper.js";
 import { readFinalMetrics } from "./metrics.js";
 import { networkPlan, networkRefusal } from "./network.js";
-import { collectOutputs } from "./outputs.js";
+import { collectOutputs, outputsPrefix } from "./outputs.js";
+import { fetchDependencyResults, readLogTail } from "./queue-jobs.js";
+import { type MetGang, meetGang } from "./rendezvous.js";
+import { StageInputs, thaw } from "./stage-inputs.js";
+import { publishTaskOutcome } from "./task-events.js";
 import { runTask, TaskAbort } from "./task-runner.js";
 import { attemptTrace, taskTraceKey } from "./task-trace.js";
 
@@ -78,8 +87,10 @@ export interface AgentOptions {
   gpuCount?: number;
   /** The CUDA executor (aws, where installed): GPU inventory, health gate, telemetry, budgets, traces. */
   executor?: ExecutorSupport;
-  /** Where the agent publishes what it sees (GpuMemoryPressure); absent: logged only. */
+  /** Where the agent publishes what it sees (GpuMemoryPressure, TaskFailed); absent: logged only. */
   events?: EventSink;
+  /** Where this instance's hostname is registered (docs/dns.md); absent: no hostname. */
+  hostnames?: HostnameRegistrar;
   /** How often new task output is shipped for `logs --follow`. @default 2 s */
   logUploadMs?: number;
   /** IMDS, watched for spot interruption notices and rebalance recommendations; absent: not watched (local). */
@@ -120,16 +131,11 @@ export function setupLogKey(sweepId: string, instanceId: string): string {
   return `logs/${sweepId}/setup/${instanceId}.log`;
 }
 
-/** Object-store prefix of a task's kept files. */
-export function outputsPrefix(sweepId: string, index: number): string {
-  return `outputs/${sweepId}/${index}/`;
-}
-
 interface Running {
   task: TaskRecord;
   abort: AbortController;
   /** Why it was aborted: decides what (if anything) is written back. */
-  abortReason?: "cancelled" | "lease-lost" | "shutdown" | "preempted";
+  abortReason?: "cancelled" | "lease-lost" | "shutdown" | "preempted" | "gang-restart";
   /** Its checkpoint directory's sync, once the task has started. */
   sync?: CheckpointSync;
   /** The GPUs it holds. */
@@ -179,6 +185,12 @@ export class Agent {
   private unhealthy = false;
   private telemetry: GpuTelemetry | undefined;
   private sampler: Sampler | undefined;
+  /** A queue's shared working directory (jobs read what the jobs before them wrote), made once. */
+  private queueDir: Promise<void> | undefined;
+  /** A pipeline stage's inputs (SPAWN_INPUT_DIR), made when its first task runs. */
+  private stageInputs: StageInputs | undefined;
+  /** Queue jobs this agent ran to success: their files are in the queue directory already. */
+  private readonly ranHere = new Set<number>();
   /** Uploads (task traces) that need not hold up the next claim; awaited before the agent exits. */
   private readonly background = new Set<Promise<unknown>>();
 
@@ -218,6 +230,8 @@ export class Agent {
       if (error instanceof ConditionFailedError) return "instance was terminated before it started";
       throw error;
     }
+    // The hostname registers in the background: DNS never holds up work (docs/dns.md).
+    if (this.o.hostnames) this.inBackground(registerHostname({ ...this.o, sweepId }, this.o.hostnames));
     const refusal = networkRefusal(sweep.spec, this.o.provider ?? "local");
     if (refusal) {
       await this.failSweep(refusal);
@@ -293,7 +307,8 @@ export class Agent {
   private slots(): number {
     const { spec } = this.sweep;
     const gpus = this.gpus?.allocator;
-    const slots = slotsOn(spec.resources, gpus?.devices.length ?? 0);
+    // A gang member takes a whole instance, so one agent never holds two members of a gang.
+    const slots = spec.nodes > 1 ? 1 : slotsOn(spec.resources, gpus?.devices.length ?? 0);
     return gpus && spec.resources.gpus > 0 ? Math.min(slots, gpus.capacity(spec.resources.gpus)) : slots;
   }
 
@@ -428,6 +443,7 @@ export class Agent {
 
   private async deregister(): Promise<void> {
     const { store, sweepId, instanceId, clock } = this.o;
+    if (this.o.hostnames) await removeHostname(this.o.log, this.o.hostnames);
     await store
       .updateInstance(
         sweepId,
@@ -546,6 +562,12 @@ export class Agent {
       this.stop(why);
     });
     return timers;
+  }
+
+  /** A queue's jobs share one working directory, a private copy of the workdir made on first use. */
+  private sharedQueueDir(dir: string): Promise<void> {
+    this.queueDir ??= linkTree(this.cwd, this.tree, dir);
+    return this.queueDir;
   }
 
   /** Downloads (once) and unpacks (once per machine) the workdir bundle; without one, runs in the spec's directory. */
@@ -712,17 +734,22 @@ export class Agent {
         continue;
       }
       anyPending = true;
-      // Shuffled: agents reading the same page rarely go for the same task.
-      for (let j = ready.length - 1; j > 0; j--) {
-        const k = randomInt(j + 1);
-        [ready[j], ready[k]] = [ready[k]!, ready[j]!];
-      }
+      // Gang members in row order, so the first N agents fill one gang rather than half of two
+      // (which would wait out the rendezvous timeout). Other tasks shuffled: agents reading the
+      // same page rarely go for the same task.
+      if (this.sweep.spec.nodes > 1) ready.sort((a, b) => a.index - b.index);
+      else
+        for (let j = ready.length - 1; j > 0; j--) {
+          const k = randomInt(j + 1);
+          [ready[j], ready[k]] = [ready[k]!, ready[j]!];
+        }
       for (let j = 0; j < ready.length; j++) {
         const task = ready[j]!;
         if (this.running.has(task.index)) continue;
         const claimed = await this.tryClaim(task, now);
         if (claimed) {
-          this.candidates = ready.slice(j + 1);
+          // Reversed: pop() then takes them in page order.
+          this.candidates = ready.slice(j + 1).reverse();
           return claimed;
         }
       }
@@ -771,22 +798,30 @@ export class Agent {
     const logFile = join(dir, "task.log");
     const reportFile = join(dir, "gpu-report.json");
     const samplesFile = join(dir, "gpu-samples.jsonl");
-    const cwd = join(dir, "work");
+    const job = task.job;
+    const cwd = job ? join(this.o.workDir, "queue") : join(dir, "work");
     const lease = { status: "running", attempt: task.attempt, leaseOwner: this.o.instanceId } as const;
     let end: AttemptEnd;
     let shipper: LogShipper | undefined;
+    let inputDir: string | undefined;
+    let gang: MetGang | undefined;
+    // A gang member is told its gang task, not its row (core/gang.ts).
+    const identity = contractIdentity(task, taskCount);
     try {
       await mkdir(outputDir, { recursive: true });
       await mkdir(checkpointDir, { recursive: true });
-      await linkTree(this.cwd, this.tree, cwd);
+      if (job) await this.sharedQueueDir(cwd);
+      else await linkTree(this.cwd, this.tree, cwd);
       await writeFile(paramsFile, JSON.stringify(task.params));
       let command: string;
       try {
-        command = renderCommand(spec.command, task.params, {
-          index: task.index,
-          attempt: task.attempt,
-          sweepId,
-        });
+        command = job
+          ? job.command
+          : renderCommand(spec.command, task.params, {
+              index: identity.index,
+              attempt: task.attempt,
+              sweepId,
+            });
       } catch (error) {
         command = `echo ${shellQuote(`spawn: ${(error as Error).message}`)} >&2; exit 2`;
       }
@@ -799,6 +834,27 @@ export class Agent {
       });
       shipper.start();
       const notes: string[] = [];
+      if (job) {
+        const fetched = await fetchDependencyResults({
+          store,
+          objects,
+          sweep: this.sweep,
+          task,
+          dir: cwd,
+          ranHere: this.ranHere,
+        });
+        if (fetched > 0) notes.push(`fetched ${fetched} result file(s) of jobs that ran on another instance`);
+      }
+      const stage = this.sweep.stage;
+      if (stage?.inputs.length) {
+        this.stageInputs ??= new StageInputs({
+          store,
+          objects,
+          stage,
+          cacheDir: join(this.o.workDir, "inputs"),
+        });
+        inputDir = await this.stageInputs.prepare(task.index, join(dir, "input"));
+      }
       const restored = await this.restore(task, checkpointDir, join(dir, "restore"));
       for (const skip of restored.skipped)
         notes.push(`checkpoint ${skip.id} not restored: ${skip.reason}; trying an older one`);
@@ -818,10 +874,30 @@ export class Agent {
         await appendFile(logFile, notes.map((n) => `[spawn] ${n}\n`).join(""));
         for (const note of notes) log.info(note);
       }
+      if (task.gang) {
+        gang = await meetGang({
+          store,
+          clock,
+          sweep: this.sweep,
+          task: { ...task, gang: task.gang },
+          instanceId: this.o.instanceId,
+          provider: this.o.provider ?? "local",
+          ...(this.o.imds ? { imds: this.o.imds } : {}),
+          dir,
+          logFile,
+          log,
+          signal: entry.abort.signal,
+          onLeft: () => {
+            entry.abortReason ??= "gang-restart";
+            entry.abort.abort();
+          },
+        });
+        if (!gang) return;
+      }
       const env = taskEnvironment({
         sweepId,
-        index: task.index,
-        taskCount,
+        ...identity,
+        ...(gang ? { gang: gang.contract } : {}),
         attempt: task.attempt,
         params: task.params,
         paramsFile,
@@ -829,8 +905,16 @@ export class Agent {
         checkpointDir,
         metricsFile,
         resume: restored.manifest !== undefined,
-        specEnv: spec.env,
+        specEnv: job ? { ...spec.env, ...job.env } : spec.env,
       });
+      if (job) env.SPAWN_JOB_ID = job.id;
+      if (inputDir) env.SPAWN_INPUT_DIR = inputDir;
+      // Each attempt is a child span of the launch's trace (docs/dashboard.md, "Tracing").
+      const launch = parseTraceparent(this.sweep.traceparent);
+      if (launch) {
+        env.SPAWN_TRACEPARENT = formatTraceparent(newTraceContext((n) => randomBytes(n), launch));
+        log.info("task attempt traced", { traceparent: env.SPAWN_TRACEPARENT });
+      }
       if (entry.grant) {
         env.CUDA_VISIBLE_DEVICES = entry.grant.devices.map((d) => d.id).join(",");
         Object.assign(env, this.gpus?.executor?.env);
@@ -869,16 +953,18 @@ export class Agent {
       });
       entry.sync = sync;
       sync.start(spec.checkpoint.interval);
+      const timeout = job?.timeout ?? spec.timeout;
       const outcome = await runTask({
         command,
         cwd,
         env,
         logFile,
-        ...(spec.timeout !== undefined ? { timeoutMs: spec.timeout } : {}),
+        ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
         ...(wrapper.length ? { wrapper } : {}),
         graceMs: spec.grace,
         signal: entry.abort.signal,
       });
+      gang?.stop();
       await sync.stop();
       const report = executor ? await readRunReport(reportFile).catch(() => undefined) : undefined;
       const overBudget = report?.reason === "gpu_memory_budget_exceeded";
@@ -904,6 +990,11 @@ export class Agent {
         });
       await shipper.finish().catch((error) => log.warn("log upload failed", { error }));
       if (sync.stats.commits > 0) log.info("checkpoint sync", { ...sync.stats });
+      // Another member ended the epoch and restarted the gang, which wrote this row already.
+      if (entry.abortReason === "gang-restart") {
+        log.info("gang restarted: attempt stopped, checkpoint synced");
+        return;
+      }
       if (entry.abortReason === "preempted") {
         end = { kind: "lost", reason: this.stopReason, preempted: true };
       } else if (entry.abortReason === "shutdown") {
@@ -914,7 +1005,7 @@ export class Agent {
         const final = await readFinalMetrics(metricsFile).catch(() => undefined);
         const kept = await collectOutputs({
           cwd,
-          patterns: spec.outputs,
+          patterns: job ? job.result_paths : spec.outputs,
           outputDir,
           since: outcome.startedAt,
         });
@@ -937,16 +1028,32 @@ export class Agent {
         };
       }
       const warnings = [network.warning, gpu.warning, ...(report?.warnings ?? [])].filter(Boolean);
+      const policy = job ? jobRetryPolicy(job.retry) : spec.retry;
+      const closed = afterAttempt(task, policy, end, clock.now(), Math.random());
+      const logTail = closed.status === "failed" ? await readLogTail(logFile) : undefined;
       const update = {
-        ...afterAttempt(task, spec.retry, end, clock.now(), Math.random()),
+        ...closed,
         ...(checkpoint ? { checkpoint } : {}),
+        ...(logTail !== undefined ? { logTail } : {}),
         warning: warnings.length ? warnings.join("; ") : null,
       };
+      let written: TaskRecord | undefined;
       try {
-        await store.updateTask(sweepId, task.index, shardCount, lease, update);
+        // A gang member's attempt that did not succeed ends its whole gang's epoch (core/gang.ts).
+        if (task.gang && closed.status !== "succeeded" && end.kind !== "cancelled")
+          await restartGang({ store, clock }, this.sweep, { ...task, gang: task.gang }, end);
+        else written = await store.updateTask(sweepId, task.index, shardCount, lease, update);
       } catch (error) {
         if (!(error instanceof ConditionFailedError)) throw error;
         log.warn("lease lost before the result was written; result dropped");
+      }
+      if (written?.status === "succeeded" && job) this.ranHere.add(task.index);
+      if (written) await publishTaskOutcome(this.o.events, log, written, clock.now());
+      // Jobs waiting on this one start (or are cancelled) now rather than at the next reconcile.
+      if (written?.dependents?.length && written.status !== "pending") {
+        await settleDependents(store, this.sweep, written, clock.now()).catch((error) =>
+          log.warn("settling dependent jobs failed; reconcile will", { error: (error as Error).message }),
+        );
       }
       const gpuTrace = executor
         ? await traceTask(executor.binary, {
@@ -988,10 +1095,12 @@ export class Agent {
           .catch((error) => log.warn("trace upload failed", { error })),
       );
     } finally {
+      gang?.stop();
       await shipper?.finish().catch(() => undefined);
       await entry.sync?.stop();
       if (entry.grant) this.gpus?.allocator.release(entry.grant);
       this.running.delete(task.index);
+      if (inputDir) await thaw(inputDir).catch(() => undefined);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
@@ -1094,7 +1203,7 @@ export class Agent {
               taskIndex: r.task.index,
               error: new LeaseLostError(error.message),
             });
-            r.abortReason ??= "lease-lost";
+            r.abortReason ??= r.task.gang ? "gang-restart" : "lease-lost";
             r.abort.abort();
           }
         }

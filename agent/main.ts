@@ -53,11 +53,12 @@ if (provider === "aws") {
   if (!executor) log.warn("no spawn-executor: no GPU inventory, health gate, telemetry or budgets");
 }
 
-const ports = await openAgentPorts(config, paths.objects);
+const ports = await openAgentPorts(config, paths.objects, log);
 const agent = new Agent({
   store: ports.store,
   objects: ports.objects,
   ...(ports.events ? { events: ports.events } : {}),
+  ...(ports.hostnames ? { hostnames: ports.hostnames } : {}),
   clock: systemClock,
   log,
   sweepId,

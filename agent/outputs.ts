@@ -7,6 +7,11 @@ import { isAbsolute, join, resolve } from "node:path";
 import { glob } from "tinyglobby";
 import { AbortError } from "../core/errors.js";
 
+/** Object-store prefix of a task's kept files. */
+export function outputsPrefix(sweepId: string, index: number): string {
+  return `outputs/${sweepId}/${index}/`;
+}
+
 export interface CollectOutputsOptions {
   /** The task's working directory; `patterns` are relative to it. */
   cwd: string;

@@ -14,10 +14,19 @@ import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { alertIdFor, ownerScope, parseTriggers } from "../core/alerts.js";
 import { spawnEvent } from "../core/events.js";
+import { expandParams } from "../core/params.js";
+import { parseSpec } from "../core/spec.js";
+import { createSweep } from "../core/sweeps.js";
+import { DynamoAlertStore } from "../providers/dynamodb/alert-store.js";
 import { DynamoStateStore } from "../providers/dynamodb/store.js";
 import { ensureTables } from "../providers/dynamodb/tables.js";
+import { TABLE_PREFIX } from "../providers/local/client.js";
+import { createLogger } from "../providers/log.js";
+import { alertLogPath } from "../providers/notify/log.js";
 import { type DynamoEngine, startDynalite } from "../test/helpers/dynamo.js";
+import { LocalHostnames } from "./dns.js";
 import { AgentConfigError, agentConfig, openAgentPorts } from "./wiring.js";
 
 const repo = join(import.meta.dirname, "..");
@@ -238,3 +247,69 @@ describe.skipIf(!existsSync(bundle))(
     }, 60_000);
   },
 );
+
+describe("openAgentPorts on the embedded default", () => {
+  it("delivers what the agent publishes through the local alerts, before publish resolves", async () => {
+    // Given: the embedded dynalite, a sweep with an alert that writes the local alert log
+    const engine = await startDynalite();
+    const home = await mkdtemp(join(tmpdir(), "spawn-wiring-home-"));
+    try {
+      await ensureTables(engine.client, TABLE_PREFIX);
+      const store = new DynamoStateStore(engine.client, TABLE_PREFIX);
+      const spec = parseSpec({ name: "lr", command: "exit 3", params: { grid: { i: [1, 2] } } });
+      const sweep = await createSweep(
+        { store, clock: { now: () => Date.now() } },
+        {
+          sweepId: `lr-${randomUUID().slice(0, 8)}`,
+          spec,
+          tasks: expandParams(spec.params, spec.repeat),
+          owner: "ana",
+          provider: "local",
+        },
+      );
+      const target = { kind: "sweep" as const, id: sweep.sweepId };
+      await new DynamoAlertStore(engine.client, TABLE_PREFIX).createAlert({
+        scope: ownerScope("ana"),
+        alertId: alertIdFor(target, "o1"),
+        owner: "ana",
+        target,
+        triggers: parseTriggers("task-failed"),
+        channels: [{ kind: "log" }],
+        originId: "o1",
+        createdAt: Date.now(),
+      });
+      const config = agentConfig(
+        {
+          SPAWN_PROVIDER: "local",
+          SPAWN_STORE_ENDPOINT: engine.endpoint,
+          SPAWN_HOME: home,
+          SPAWN_SWEEP_ID: sweep.sweepId,
+          SPAWN_INSTANCE_ID: `${sweep.sweepId}-i0`,
+        },
+        paths,
+      );
+      const ports = await openAgentPorts(
+        config,
+        join(home, "objects"),
+        createLogger({}, () => undefined),
+      );
+
+      // When: the agent publishes a task it wrote failed
+      await ports.events!.publish([
+        spawnEvent(sweep.sweepId, Date.now(), { type: "TaskFailed", taskIndex: 1, attempt: 1, exitCode: 3 }),
+      ]);
+      ports.close();
+
+      // Then: the alert is already in the log, and the hostnames go to the local hosts file
+      const logged = (await readFile(alertLogPath(home), "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      expect(logged).toEqual([expect.objectContaining({ title: "Task 1 of lr failed for good" })]);
+      expect(ports.hostnames).toBeInstanceOf(LocalHostnames);
+    } finally {
+      await engine.close();
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+});

@@ -11,6 +11,9 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { EventSink, ObjectStore, StateStore } from "#core/ports.js";
 import type { LocalPaths } from "#providers/local/paths.js";
+import type { Logger } from "#providers/log.js";
+import { type HostnameRegistrar, LambdaHostnames, LocalHostnames } from "./dns.js";
+import { DEFAULT_IMDS_ENDPOINT, ImdsClient } from "./imds.js";
 
 /** Bad or missing environment: the agent exits 2 with this message (a launcher bug, not the user's). */
 export class AgentConfigError extends Error {
@@ -34,6 +37,8 @@ const Common = z.object({
 const LocalEnv = Common.extend({
   SPAWN_PROVIDER: z.literal("local"),
   SPAWN_STORE_ENDPOINT: z.url(),
+  /** The state directory; its `hosts` file holds the local agents' hostnames (docs/dns.md). */
+  SPAWN_HOME: Nonempty.optional(),
 });
 
 /** An EC2 instance (cdk/user-data/spawn-boot.sh writes these to /etc/spawn/agent.env). */
@@ -52,6 +57,9 @@ const AwsEnv = Common.extend({
 export type AgentConfig =
   | (z.infer<typeof LocalEnv> & { provider: "local"; agentDir: string; bundleCache: string })
   | (z.infer<typeof AwsEnv> & { provider: "aws"; agentDir: string; bundleCache: string });
+
+/** How long a local agent waits for its alerts to go out before it goes on. */
+const LOCAL_ALERT_WAIT_MS = 5000;
 
 /** Where an instance keeps its task directories and bundle cache without SPAWN_AGENT_DIR. */
 export const AWS_AGENT_DIR = "/var/lib/spawn";
@@ -106,15 +114,22 @@ export interface AgentPorts {
   store: StateStore;
   objects: ObjectStore;
   events?: EventSink;
+  hostnames?: HostnameRegistrar;
   close(): void;
 }
 
 /**
- * local: the embedded dynalite over loopback and the file object store under `objectsDir`.
+ * local: the embedded dynalite over loopback, the file object store under `objectsDir`,
+ * hostnames in `$SPAWN_HOME/hosts`, and (given `log`) alert delivery for the events it publishes.
  * aws: DynamoDB in the home region with the stack's table prefix, S3 with `bundles/` in the
- * artifacts bucket and everything else in the results bucket, and the stack's bus as `spawn.agent`.
+ * artifacts bucket and everything else in the results bucket, the stack's bus as `spawn.agent`,
+ * and hostnames through the dns-updater its instance tag names (none without the tag).
  */
-export async function openAgentPorts(config: AgentConfig, objectsDir: string): Promise<AgentPorts> {
+export async function openAgentPorts(
+  config: AgentConfig,
+  objectsDir: string,
+  log?: Logger,
+): Promise<AgentPorts> {
   if (config.provider === "local") {
     const [{ localDynamoClient, TABLE_PREFIX }, { DynamoStateStore }, { FileObjectStore }] =
       await Promise.all([
@@ -123,10 +138,47 @@ export async function openAgentPorts(config: AgentConfig, objectsDir: string): P
         import("#providers/local/objects.js"),
       ]);
     const client = localDynamoClient(config.SPAWN_STORE_ENDPOINT);
+    const store = new DynamoStateStore(client, TABLE_PREFIX);
+    const home = config.SPAWN_HOME;
+    const hostnames = home
+      ? await import("#providers/local/hosts.js").then(
+          ({ LocalHosts }) =>
+            new LocalHostnames(new LocalHosts(home), {
+              sweepId: config.SPAWN_SWEEP_ID,
+              instanceId: config.SPAWN_INSTANCE_ID,
+            }),
+        )
+      : undefined;
+    // The task failures this agent writes alert like reconcile's events do: the same local
+    // delivery, from this process, waited for (the agent may exit right after; ADR 0033).
+    const bus =
+      home && log
+        ? await import("#providers/notify/local-bus.js").then(
+            ({ LocalAlertBus, localAlertDeps }) =>
+              new LocalAlertBus(
+                localAlertDeps(client, TABLE_PREFIX, store, home),
+                log.child({ component: "alerts" }),
+              ),
+          )
+        : undefined;
     return {
-      store: new DynamoStateStore(client, TABLE_PREFIX),
+      store,
       objects: new FileObjectStore(objectsDir),
-      close: () => client.destroy(),
+      ...(bus
+        ? {
+            events: {
+              publish: async (events) => {
+                await bus.publish(events);
+                await bus.idle(LOCAL_ALERT_WAIT_MS);
+              },
+            },
+          }
+        : {}),
+      ...(hostnames ? { hostnames } : {}),
+      close: () => {
+        bus?.close();
+        client.destroy();
+      },
     };
   }
   const [
@@ -136,6 +188,7 @@ export async function openAgentPorts(config: AgentConfig, objectsDir: string): P
     { DynamoStateStore },
     { S3ObjectStore },
     events,
+    { invokeLambda },
   ] = await Promise.all([
     import("@aws-sdk/client-dynamodb"),
     import("@aws-sdk/client-s3"),
@@ -143,6 +196,7 @@ export async function openAgentPorts(config: AgentConfig, objectsDir: string): P
     import("#providers/dynamodb/store.js"),
     import("#providers/aws/s3-objects.js"),
     import("#providers/aws/events.js"),
+    import("#providers/aws/lambda-invoke.js"),
   ]);
   const region = config.SPAWN_HOME_REGION;
   const dynamo = new DynamoDBClient({ region });
@@ -157,6 +211,14 @@ export async function openAgentPorts(config: AgentConfig, objectsDir: string): P
     ...(bus && config.SPAWN_EVENT_BUS
       ? { events: new events.EventBridgeSink(bus, config.SPAWN_EVENT_BUS, {}, events.AGENT_SOURCE) }
       : {}),
+    hostnames: new LambdaHostnames({
+      imds: new ImdsClient({ endpoint: config.SPAWN_IMDS_ENDPOINT ?? DEFAULT_IMDS_ENDPOINT }),
+      sweepId: config.SPAWN_SWEEP_ID,
+      instanceId: config.SPAWN_INSTANCE_ID,
+      // The instance role, through the same credential chain as every other client here.
+      credentials: () => dynamo.config.credentials(),
+      invoke: invokeLambda,
+    }),
     close: () => {
       dynamo.destroy();
       s3.destroy();

@@ -2,11 +2,16 @@
  * Lambda bundles: for each `lambdas/<fn>/handler.ts`, the size of its bundle and the time a fresh
  * Node process takes to import the handler module (what a cold start pays before the first event).
  *
- *   deployed: esbuild, minified, ESM, node22, `@aws-sdk/*` external (the runtime provides it),
- *             the same settings as the stack's NodejsFunction bundling (cdk/lib/orchestrator.ts);
- *   naive:    the peer: everything bundled, the AWS SDK too, not minified;
- *   no zod locales (for context): deployed, with zod's 40-odd message locales replaced by English
- *             alone, to show what the locales cost (`import { z } from "zod"` keeps all of them).
+ *   deployed:     what the stack deploys, built by scripts/lambdas.mjs (the CDK app runs the same
+ *                 build at synth): esbuild, minified, ESM, node22, `@aws-sdk/*` external (the
+ *                 runtime provides it), zod's message locales reduced to English;
+ *   naive:        the peer: everything bundled, the AWS SDK too, not minified;
+ *   zod locales:  for context, the deployed settings with every zod locale kept (what
+ *                 NodejsFunction bundling gave before ADR 0031);
+ *   sdk only:     for context, importing just the `@aws-sdk/*` packages the deployed bundle imports:
+ *                 the part of the import time that is the runtime's SDK, not spawn's code;
+ *   own:          the deployed bundle imported after those packages are loaded (not timed): the
+ *                 part that is spawn's code.
  *
  * Import time is measured in a fresh `node` per sample (median of `reps`), importing the bundle
  * from a directory inside the repository so `@aws-sdk/*` resolves from node_modules as it does
@@ -16,70 +21,51 @@
  *   node bench/lambda-bundles.mjs [--reps 15]
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
+import { buildLambda, LAMBDA_ENTRY_FILE, lambdaNames, REQUIRE_BANNER } from "../scripts/lambdas.mjs";
 import { isMain, median, OUT_DIR, ROOT, round, runStandalone } from "./lib.mjs";
 
 export const NAME = "lambda-bundles";
 export const TARGET_BYTES = 300 * 1024;
 export const TARGET_IMPORT_MS = 150;
 
-/** Every Lambda in the repository: a directory under lambdas/ with a handler.ts. */
-function lambdas() {
-  return readdirSync(join(ROOT, "lambdas"), { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(join(ROOT, "lambdas", d.name, "handler.ts")))
-    .map((d) => d.name)
-    .sort();
-}
-
-/** Bundled CommonJS dependencies call require(); the deployed bundles get one (as the stack's bundling does). */
-const BANNER =
-  "import { createRequire as __spawnCreateRequire } from 'node:module'; const require = __spawnCreateRequire(import.meta.url);";
-
-/** Resolves zod's locale index to English only. */
-const englishOnlyZod = {
-  name: "zod-english-only",
-  setup(b) {
-    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
-      args.importer.includes(`${join("node_modules", "zod")}`)
-        ? { path: "zod-locales", namespace: "stub" }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "stub" }, () => ({
-      contents: 'export { default as en } from "zod/v4/locales/en.js";',
-      resolveDir: ROOT,
-    }));
-  },
-};
-
+/** The comparison variants, built with esbuild directly; `deployed` is scripts/lambdas.mjs's build. */
 const VARIANTS = {
-  deployed: { minify: true, external: ["@aws-sdk/*"], plugins: [] },
-  naive: { minify: false, external: [], plugins: [] },
-  noZodLocales: { minify: true, external: ["@aws-sdk/*"], plugins: [englishOnlyZod] },
+  naive: { minify: false, external: [] },
+  zodLocales: { minify: true, external: ["@aws-sdk/*"] },
 };
 
-async function bundle(fn, variant, outFile) {
-  const v = VARIANTS[variant];
-  const result = await build({
-    entryPoints: [join(ROOT, "lambdas", fn, "handler.ts")],
-    bundle: true,
-    minify: v.minify,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    external: v.external,
-    plugins: v.plugins,
-    banner: { js: BANNER },
-    outfile: outFile,
-    metafile: true,
-    logLevel: "silent",
-  });
-  const output = Object.values(result.metafile.outputs)[0];
-  return { bytes: output.bytes };
+/** Builds `fn` as `variant` into `dir`; resolves with the entry file, its bytes and its external SDK imports. */
+async function bundle(fn, variant, dir) {
+  const file = join(dir, LAMBDA_ENTRY_FILE);
+  let metafile;
+  if (variant === "deployed") metafile = await buildLambda(fn, dir);
+  else {
+    const v = VARIANTS[variant];
+    ({ metafile } = await build({
+      entryPoints: [join(ROOT, "lambdas", fn, "handler.ts")],
+      bundle: true,
+      minify: v.minify,
+      platform: "node",
+      format: "esm",
+      target: "node22",
+      external: v.external,
+      banner: { js: REQUIRE_BANNER },
+      outfile: file,
+      metafile: true,
+      logLevel: "silent",
+    }));
+  }
+  const output = Object.entries(metafile.outputs).find(([path]) => path.endsWith(LAMBDA_ENTRY_FILE))[1];
+  const sdk = [
+    ...new Set(output.imports.filter((i) => i.external && i.path.startsWith("@aws-sdk/")).map((i) => i.path)),
+  ];
+  return { file, bytes: output.bytes, sdk };
 }
 
 /** Dummy values for every variable the handlers read at cold start. */
@@ -97,11 +83,19 @@ const LAMBDA_ENV = {
   SPAWN_INSTANCE_PROFILE_ARN: "arn:aws:iam::123456789012:instance-profile/spawn-agent",
   SPAWN_HOME_REGION: "us-east-1",
   SPAWN_SCHEDULE_GROUP: "spawn",
+  SPAWN_ALERTS_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+  SPAWN_ALERTS_TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:spawn-alerts",
+  SPAWN_HOSTED_ZONE_ID: "Z0000000000000000000",
+  SPAWN_DNS_ZONE: "spawn.internal",
+  SPAWN_IDENTITY_CERTS_FILE: "identity-certificates.json",
 };
 
-/** One fresh process: ms from just before `import()` of the bundle to its module being evaluated. */
-function importOnce(runner, file) {
-  const r = spawnSync(process.execPath, [runner, file], {
+/**
+ * One fresh process: ms from just before `import()` of the bundle to its module being evaluated,
+ * after importing `preload` (untimed).
+ */
+function importOnce(runner, file, preload = []) {
+  const r = spawnSync(process.execPath, [runner, file, ...preload], {
     env: { ...process.env, ...LAMBDA_ENV },
     encoding: "utf8",
     timeout: 30_000,
@@ -116,24 +110,37 @@ export async function main({ reps = 15, log = console.log } = {}) {
   const runner = join(dir, "import-once.mjs");
   await writeFile(
     runner,
-    "const t0 = performance.now();\nawait import(process.argv[2]);\nprocess.stdout.write(String(performance.now() - t0));\n",
+    "for (const p of process.argv.slice(3)) await import(p);\nconst t0 = performance.now();\nawait import(process.argv[2]);\nprocess.stdout.write(String(performance.now() - t0));\n",
   );
+  const variants = ["deployed", ...Object.keys(VARIANTS), "sdkOnly", "own"];
   const functions = {};
   try {
-    for (const fn of lambdas()) {
+    for (const fn of lambdaNames()) {
       const out = {};
       const files = {};
-      for (const variant of Object.keys(VARIANTS)) {
-        files[variant] = join(dir, fn, variant, "index.mjs");
-        const { bytes } = await bundle(fn, variant, files[variant]);
-        out[variant] = { bytes, kib: round(bytes / 1024, 1), gzipKiB: 0, importMs: [] };
+      for (const variant of ["deployed", ...Object.keys(VARIANTS)]) {
+        const built = await bundle(fn, variant, join(dir, fn, variant));
+        files[variant] = built.file;
+        out[variant] = { bytes: built.bytes, kib: round(built.bytes / 1024, 1), gzipKiB: 0, importMs: [] };
+        if (variant === "deployed") {
+          // The SDK packages alone, imported the way the bundle imports them (from this directory).
+          files.sdkOnly = join(dir, fn, "sdk-only.mjs");
+          await writeFile(files.sdkOnly, built.sdk.map((p) => `import "${p}";`).join("\n"));
+          out.sdkOnly = { packages: built.sdk, importMs: [] };
+          out.own = { importMs: [] };
+        }
       }
       // Interleaved, so drift in machine load hits every variant alike.
       for (let i = 0; i < reps; i++)
-        for (const variant of Object.keys(VARIANTS))
-          out[variant].importMs.push(importOnce(runner, files[variant]));
-      for (const variant of Object.keys(VARIANTS)) {
-        out[variant].gzipKiB = round(gzipSync(readFileSync(files[variant])).length / 1024, 1);
+        for (const variant of variants)
+          out[variant].importMs.push(
+            variant === "own"
+              ? importOnce(runner, files.deployed, out.sdkOnly.packages)
+              : importOnce(runner, files[variant]),
+          );
+      for (const variant of variants) {
+        if (files[variant] && variant !== "sdkOnly")
+          out[variant].gzipKiB = round(gzipSync(readFileSync(files[variant])).length / 1024, 1);
         out[variant].medianImportMs = round(median(out[variant].importMs), 1);
         out[variant].importMs = out[variant].importMs.map((x) => round(x, 1));
       }
@@ -146,9 +153,9 @@ export async function main({ reps = 15, log = console.log } = {}) {
         targetImportMet: d.medianImportMs <= TARGET_IMPORT_MS,
       };
       log(
-        `${fn}: deployed ${d.kib} KiB (gzip ${d.gzipKiB}), import ${d.medianImportMs} ms; ` +
-          `naive ${out.naive.kib} KiB, import ${out.naive.medianImportMs} ms; ` +
-          `without zod locales ${out.noZodLocales.kib} KiB, import ${out.noZodLocales.medianImportMs} ms`,
+        `${fn}: deployed ${d.kib} KiB (gzip ${d.gzipKiB}), import ${d.medianImportMs} ms ` +
+          `(SDK alone ${out.sdkOnly.medianImportMs} ms, spawn's own ${out.own.medianImportMs} ms); naive ${out.naive.kib} KiB, import ` +
+          `${out.naive.medianImportMs} ms; with zod locales ${out.zodLocales.kib} KiB, import ${out.zodLocales.medianImportMs} ms`,
       );
     }
   } finally {

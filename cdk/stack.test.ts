@@ -111,7 +111,8 @@ describe("S3 buckets", () => {
   };
 
   it("blocks public access, encrypts, enforces owner-only objects and survives the stack", () => {
-    expect(buckets()).toHaveLength(4);
+    // artifacts, results, staging, access logs, and the dashboard's site (cdk/lib/dashboard.ts).
+    expect(buckets()).toHaveLength(5);
     for (const [, bucket] of buckets()) {
       expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
         BlockPublicAcls: true,
@@ -229,10 +230,22 @@ describe("sweep-orchestrator Lambda", () => {
     const terminate = statements.find((st) => actions(st).includes("ec2:TerminateInstances"))!;
     expect(terminate.Condition).toEqual({ StringEquals: { "ec2:ResourceTag/spawn:stack": "spawn" } });
     const tag = statements.find((st) => actions(st).includes("ec2:CreateTags"))!;
-    expect(tag.Condition).toEqual({ StringEquals: { "ec2:CreateAction": ["CreateFleet", "RunInstances"] } });
+    expect(tag.Condition).toEqual({
+      StringEquals: { "ec2:CreateAction": ["CreateFleet", "RunInstances", "CreatePlacementGroup"] },
+    });
     const pass = statements.find((st) => actions(st).includes("iam:PassRole"))!;
     expect(pass.Condition).toEqual({ StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } });
     expect(JSON.stringify(pass.Resource)).toContain("AgentRole");
+  });
+
+  it("creates and deletes only placement groups named after its stack, in every launch region", () => {
+    const groups = roleStatements("OrchestratorRole").find((st) =>
+      actions(st).includes("ec2:CreatePlacementGroup"),
+    )!;
+    expect(actions(groups)).toEqual(["ec2:CreatePlacementGroup", "ec2:DeletePlacementGroup"]);
+    expect((evaluate(groups.Resource, s.homeTemplate, HOME) as string[]).sort()).toEqual(
+      [HOME, LAUNCH_REGION].map((r) => `arn:aws:ec2:${r}:123456789012:placement-group/spawn-*`).sort(),
+    );
   });
 
   it("reads the launch configuration and the AMI parameter in every launch region", () => {
@@ -350,6 +363,28 @@ describe("launch configuration", () => {
     },
   );
 
+  it.each(["home", "region"] as const)(
+    "%s: the EFA launch template puts one EFA with the instances' group on the primary interface",
+    (which) => {
+      const [[sgId]] = resources("AWS::EC2::SecurityGroup", which) as [[string, Resource]];
+      const efa = first(resources("AWS::EC2::LaunchTemplate", which).filter(([id]) => id.includes("Efa")));
+      const data = efa.Properties.LaunchTemplateData as Record<string, unknown>;
+      expect(data.NetworkInterfaces).toEqual([
+        {
+          DeviceIndex: 0,
+          NetworkCardIndex: 0,
+          InterfaceType: "efa",
+          Groups: [{ "Fn::GetAtt": [sgId, "GroupId"] }],
+          AssociatePublicIpAddress: true,
+          DeleteOnTermination: true,
+        },
+      ]);
+      // Security groups live on the interface: EC2 refuses them beside network interfaces.
+      expect(data.SecurityGroupIds).toBeUndefined();
+      expect(data.MetadataOptions).toEqual(expect.objectContaining({ HttpTokens: "required" }));
+    },
+  );
+
   it("resolves the spawn AMI's parameter with -c spawn:ami=spawn", () => {
     const other = synthesize({ "spawn:ami": "spawn", "spawn:rootVolumeGiB": "300" });
     other.homeTemplate.hasResourceProperties("AWS::EC2::LaunchTemplate", {
@@ -361,7 +396,7 @@ describe("launch configuration", () => {
   });
 
   it("the region's launch template uses the home stack's instance profile by name", () => {
-    const lt = first(resources("AWS::EC2::LaunchTemplate", "region"));
+    const lt = first(resources("AWS::EC2::LaunchTemplate", "region").filter(([id]) => !id.includes("Efa")));
     const data = lt.Properties.LaunchTemplateData as { IamInstanceProfile: { Arn: unknown } };
     expect(evaluate(data.IamInstanceProfile.Arn, s.regionTemplate, LAUNCH_REGION)).toBe(
       `arn:aws:iam::123456789012:instance-profile/spawn-agent-${HOME}`,
@@ -372,7 +407,7 @@ describe("launch configuration", () => {
   });
 
   it.each(["home", "region"] as const)(
-    "%s: public subnets in every zone, no NAT, S3 and DynamoDB gateway endpoints, no inbound rules",
+    "%s: public subnets in every zone, no NAT, S3 and DynamoDB gateway endpoints, inbound only from the group itself",
     (which) => {
       const t = template(which);
       t.resourceCountIs("AWS::EC2::NatGateway", 0);
@@ -385,10 +420,19 @@ describe("launch configuration", () => {
       );
       expect(endpoints.some((e) => e.includes(".s3"))).toBe(true);
       expect(endpoints.some((e) => e.includes(".dynamodb"))).toBe(true);
-      t.resourceCountIs("AWS::EC2::SecurityGroupIngress", 0);
+      // The only inbound rule: members of the group from each other (gangs), all traffic.
       for (const [, sg] of resources("AWS::EC2::SecurityGroup", which)) {
         expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
       }
+      const [[sgId]] = resources("AWS::EC2::SecurityGroup", which) as [[string, Resource]];
+      const ingress = resources("AWS::EC2::SecurityGroupIngress", which).map(([, r]) => r.Properties);
+      expect(ingress).toEqual([
+        expect.objectContaining({
+          IpProtocol: "-1",
+          GroupId: { "Fn::GetAtt": [sgId, "GroupId"] },
+          SourceSecurityGroupId: { "Fn::GetAtt": [sgId, "GroupId"] },
+        }),
+      ]);
     },
   );
 
@@ -402,6 +446,8 @@ describe("launch configuration", () => {
       const text = evaluate(param.Properties.Value, template(which), region) as string;
       const config = parseLaunchConfig(text, `test ${which}`);
       expect(config.launchTemplateVersion).toBe("3");
+      expect(config.efaLaunchTemplateId).toMatch(/^lt-/);
+      expect(config.efaLaunchTemplateId).not.toBe(config.launchTemplateId);
       expect(config.amiSsmParameter).toBe(DLAMI_PARAMETER);
       expect(config.subnets.map((sn) => sn.az)).toEqual(
         which === "home" ? HOME_AZS : ["a", "b", "c"].map((l) => `${LAUNCH_REGION}${l}`),
@@ -585,7 +631,7 @@ describe("alerts", () => {
   it("feeds it the control plane's events from the stack bus and a 5-minute check", () => {
     s.homeTemplate.hasResourceProperties("AWS::Events::Rule", {
       EventBusName: Match.anyValue(),
-      EventPattern: { source: [ORCHESTRATOR_SOURCE] },
+      EventPattern: { source: [ORCHESTRATOR_SOURCE, AGENT_SOURCE] },
     });
     s.homeTemplate.hasResourceProperties("AWS::Events::Rule", {
       ScheduleExpression: "rate(5 minutes)",

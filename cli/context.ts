@@ -6,7 +6,7 @@
 
 import type { AlertServices } from "#core/alerts.js";
 import { AbortError } from "#core/errors.js";
-import type { ProviderName } from "#core/model.js";
+import type { BundleRef, ProviderName } from "#core/model.js";
 import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
 import { systemClock } from "#core/ports.js";
 import type { ScheduleDriver, ScheduleStore } from "#core/scheduler.js";
@@ -19,6 +19,7 @@ import { FileObjectStore } from "#providers/local/objects.js";
 import { type LocalPaths, localPaths } from "#providers/local/paths.js";
 import { FileSecretBox } from "#providers/notify/file-secrets.js";
 import type { AwsFlags } from "./services/aws.js";
+import type { SweepPlan } from "./services/plan.js";
 
 export interface CliContext {
   provider: ProviderName;
@@ -31,8 +32,16 @@ export interface CliContext {
   objects: ObjectStore;
   clock: Clock;
   paths: LocalPaths;
-  /** Tells the control plane a sweep was created (aws: an EventBridge kick to the orchestrator). */
-  sweepCreated?(sweepId: string): Promise<void>;
+  /**
+   * Tells the control plane a sweep was created (aws: an EventBridge kick to the orchestrator),
+   * in the launch's trace when given.
+   */
+  sweepCreated?(sweepId: string, traceparent?: string): Promise<void>;
+  /**
+   * A provider step between planning and the sweep record (aws: the sweep's own IAM role,
+   * providers/aws/sweep-role.ts). When it throws, no sweep is created.
+   */
+  prepareSweep?(sweepId: string, plan: SweepPlan, bundle: BundleRef): Promise<void>;
   close(): void;
 }
 

@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from "commander";
 import { AbortError, ExitCode } from "#core/errors.js";
 import { specJsonSchema } from "#core/spec.js";
 import { cancelSweep, exitCodeFor, retrySweep } from "#core/sweeps.js";
+import { teamName } from "#core/teams.js";
 import { findLocalControlPlane, stopLocalControlPlane } from "#providers/local/control-plane.js";
 import { localPaths } from "#providers/local/paths.js";
 import { registerAlerts } from "./commands/alerts.js";
@@ -17,6 +18,8 @@ import { registerDeploy } from "./commands/deploy.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerGpus } from "./commands/gpus.js";
 import { registerInstances } from "./commands/instances.js";
+import { launchPipelineCommand } from "./commands/pipeline.js";
+import { registerQueue } from "./commands/queue.js";
 import { registerSchedule } from "./commands/schedule.js";
 import { registerSlurm } from "./commands/slurm.js";
 import { registerTemplates } from "./commands/templates.js";
@@ -27,7 +30,8 @@ import { paint, paintStatus, printJson, table } from "./output.js";
 import { downloadOutputs } from "./services/download.js";
 import { launchSweep } from "./services/launch.js";
 import { showLogs } from "./services/logs.js";
-import { formatEstimate, planSweep } from "./services/plan.js";
+import { isPipeline } from "./services/pipeline.js";
+import { formatEstimate, planSweep, readSpecFile } from "./services/plan.js";
 import { chaosOverrides, checkSpecForProvider, pinResumeFrom } from "./services/resilience.js";
 import {
   formatResults,
@@ -65,8 +69,20 @@ sweep
     "inject real faults (embedded default): preempt=<0..1>,kill=<0..1>; see docs/agent.md",
   )
   .option("--resume-from <sweep/task[/checkpoint]>", "start every task from a checkpoint of an earlier sweep")
+  .option("--team <team>", "the dashboard team (aws) that sees the sweep (default: default)")
   .action(async (specPath: string, opts) => {
     const provider = checkProvider(opts.provider);
+    // Checked before anything is read or created: a bad name exits 2 with nothing made.
+    const team = opts.team === undefined ? undefined : teamName(opts.team, "--team");
+    if (isPipeline(await readSpecFile(specPath))) {
+      const sweepOnly = [
+        ...(opts.set.length ? ["--set"] : []),
+        ...(opts.maxInstances !== undefined ? ["--max-instances"] : []),
+        ...(opts.chaos ? ["--chaos"] : []),
+        ...(opts.resumeFrom ? ["--resume-from"] : []),
+      ];
+      return launchPipelineCommand(specPath, provider, { ...opts, team, sweepOnly });
+    }
     const set = [
       ...opts.set,
       ...(opts.chaos ? chaosOverrides(opts.chaos) : []),
@@ -109,7 +125,7 @@ sweep
     try {
       if (plan.spec.resume_from)
         plan.spec.resume_from = await pinResumeFrom(ctx.store, ctx.objects, plan.spec.resume_from);
-      const created = await launchSweep(ctx, plan);
+      const created = await launchSweep(ctx, plan, { team });
       if (!opts.wait) {
         if (opts.json)
           printJson({ sweepId: created.sweepId, status: created.status, tasks: created.taskCount });
@@ -364,6 +380,7 @@ registerSlurm(program);
 registerTemplates(program);
 registerGpus(program);
 registerCost(program);
+registerQueue(program);
 
 function report(error: unknown): number {
   if (error instanceof CommanderError) {

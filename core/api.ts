@@ -5,7 +5,7 @@
  * the W3C `traceparent` helpers. Pure: no I/O, safe to bundle for the browser.
  */
 import { z } from "zod";
-import { Placement, SweepStatus, type TaskRecord, TaskStatus } from "./model.js";
+import { DependencyType, Placement, StageOf, SweepStatus, type TaskRecord, TaskStatus } from "./model.js";
 import { ParamValue } from "./spec.js";
 
 /** One character per task status: the grid and its live deltas are sent as these. */
@@ -63,6 +63,20 @@ export function countStates(states: string): StatusCounts {
 
 const epochMs = z.number();
 
+/** A stage of a pipeline: a node of the stage graph, its `inputs` the edges into it. */
+export const StageSummary = z.object({
+  name: z.string(),
+  sweepId: z.string(),
+  kind: z.enum(["sweep", "queue"]),
+  /** The stage sweep's status; `failed` when its record is gone (as `spawn sweep status` says). */
+  status: SweepStatus,
+  taskCount: z.number().int().nonnegative(),
+  pending: z.number().int().nonnegative(),
+  running: z.number().int().nonnegative(),
+  inputs: z.array(z.object({ stage: z.string(), type: DependencyType })),
+});
+export type StageSummary = z.infer<typeof StageSummary>;
+
 /** A row of the sweeps list (`GET /api/sweeps`). */
 export const SweepSummary = z.object({
   sweepId: z.string(),
@@ -76,9 +90,15 @@ export const SweepSummary = z.object({
   createdAt: epochMs,
   finishedAt: epochMs.nullable(),
   reason: z.string().nullable(),
+  /** True for a queue (`spawn queue launch`): its page is `#/queues/<id>`. */
+  queue: z.boolean().optional(),
   /** USD spent so far (instance run time × price paid); null when no instance carries a price (local). */
   costUsd: z.number().nonnegative().nullable(),
   budgetUsd: z.number().nonnegative().nullable(),
+  /** On a pipeline (it has no tasks of its own): its stages in file order, the stage graph. */
+  stages: z.array(StageSummary).optional(),
+  /** On a pipeline's stage: the pipeline, and the stages it waits on. */
+  stage: StageOf.optional(),
 });
 export type SweepSummary = z.infer<typeof SweepSummary>;
 
@@ -135,6 +155,22 @@ export const ResultRow = z.object({
 });
 export type ResultRow = z.infer<typeof ResultRow>;
 
+/** A task's result row (the same fields as `spawn sweep results --format json`). */
+export function resultRow(t: TaskRecord): ResultRow {
+  return {
+    index: t.index,
+    taskId: t.taskId,
+    status: t.status,
+    attempts: t.attempt,
+    exitCode: t.exitCode ?? null,
+    durationMs: t.durationMs ?? null,
+    params: t.params,
+    metrics: t.metrics ?? {},
+    outputs: t.outputs ?? [],
+    error: t.error ?? null,
+  };
+}
+
 /** `GET /api/sweeps/:id/results`: every task's row, plus the param and metric names seen. */
 export const Results = z.object({
   sweepId: z.string(),
@@ -186,9 +222,155 @@ export type CancelResult = z.infer<typeof CancelResult>;
 export const RetryResult = z.object({ sweepId: z.string(), retried: z.array(z.number().int()) });
 export type RetryResult = z.infer<typeof RetryResult>;
 
-/** Every error response: a message for people, the CLI's exit code for scripts. */
-export const ApiError = z.object({ error: z.string(), hint: z.string().optional(), exitCode: z.number() });
+/**
+ * Every error response: a message for people, the CLI's exit code for scripts, and for a
+ * rejected form the request-body field it is about (`expression` for `--cron`, `on`, `spec`).
+ */
+export const ApiError = z.object({
+  error: z.string(),
+  hint: z.string().optional(),
+  exitCode: z.number(),
+  field: z.string().optional(),
+});
 export type ApiError = z.infer<typeof ApiError>;
+
+// ---------------------------------------------------------------------------------------------
+// Schedules and alerts: the same validation as `spawn schedule` and `spawn alerts` (the server
+// calls the CLI's services); views are what their `--json` prints.
+
+const isoTime = z.string().nullable();
+
+/** A schedule as `spawn schedule list --json` prints it (`GET /api/schedules`). */
+export const ScheduleView = z.object({
+  scheduleId: z.string(),
+  name: z.string(),
+  state: z.enum(["enabled", "paused", "completed"]),
+  trigger: z.object({ kind: z.enum(["at", "cron", "rate"]), expression: z.string(), timezone: z.string() }),
+  nextRunAt: isoTime,
+  lastFiredAt: isoTime,
+  lastSweepId: z.string().nullable(),
+  executions: z.number().int().nonnegative(),
+  maxExecutions: z.number().int().positive().nullable(),
+  endAt: isoTime,
+  missed: z.number().int().nonnegative(),
+  reason: z.string().nullable(),
+  provider: z.string(),
+  createdAt: isoTime,
+});
+export type ScheduleView = z.infer<typeof ScheduleView>;
+
+export const ScheduleList = z.object({ schedules: z.array(ScheduleView) });
+export type ScheduleList = z.infer<typeof ScheduleList>;
+
+/** The trigger fields of a schedule form: one kind, its expression, a zone. */
+const TriggerFields = z.object({
+  kind: z.enum(["at", "cron", "rate"]),
+  expression: z.string(),
+  timezone: z.string().optional(),
+});
+
+/** `POST /api/schedules`: `spawn schedule create <spec> --<kind> <expression> ...`. */
+export const ScheduleCreate = TriggerFields.extend({
+  /** The spec file, absolute or relative to the directory `spawn dashboard` was started in. */
+  spec: z.string(),
+  name: z.string().optional(),
+  /** As typed: parsed as the CLI parses `--max-executions`. */
+  maxExecutions: z.string().optional(),
+  endAfter: z.string().optional(),
+});
+export type ScheduleCreate = z.infer<typeof ScheduleCreate>;
+
+/** `PUT /api/schedules/:id`: a new trigger, name or limits (the spec and workdir snapshot stay). `null` clears a limit. */
+export const ScheduleEdit = TriggerFields.extend({
+  name: z.string().optional(),
+  maxExecutions: z.string().nullable().optional(),
+  endAfter: z.string().nullable().optional(),
+});
+export type ScheduleEdit = z.infer<typeof ScheduleEdit>;
+
+/** A channel as the dashboard shows it: webhook URLs only masked (`https://hooks.slack.com/…b3Xq`). */
+export const AlertChannelView = z.object({
+  kind: z.enum(["slack", "webhook", "sns", "email", "log"]),
+  masked: z.string().optional(),
+  topicArn: z.string().optional(),
+  address: z.string().optional(),
+});
+export type AlertChannelView = z.infer<typeof AlertChannelView>;
+
+/** An alert as `spawn alerts list --json` prints it, with masked webhook URLs (`GET /api/alerts`). */
+export const AlertView = z.object({
+  id: z.string(),
+  target: z.object({ kind: z.enum(["sweep", "schedule"]), id: z.string() }),
+  on: z.array(z.string()),
+  channels: z.array(AlertChannelView),
+  inheritedFrom: z.string().nullable(),
+  createdAt: z.string(),
+  /** Only in the answer to a create or edit that generated a webhook signing secret: shown once. */
+  webhookSecret: z.string().optional(),
+});
+export type AlertView = z.infer<typeof AlertView>;
+
+export const AlertList = z.object({ alerts: z.array(AlertView) });
+export type AlertList = z.infer<typeof AlertList>;
+
+/** `POST /api/alerts`: `spawn alerts create <target> --on ... [--slack URL] [--webhook URL] [--log]`. */
+export const AlertCreate = z.object({
+  target: z.string(),
+  on: z.string().optional(),
+  slack: z.string().optional(),
+  webhook: z.string().optional(),
+  webhookSecret: z.string().optional(),
+  log: z.boolean().optional(),
+});
+export type AlertCreate = z.infer<typeof AlertCreate>;
+
+/**
+ * `PUT /api/alerts/:id`: new triggers; a channel URL given replaces that kind's, one left out
+ * is kept as it is (the browser never had it). The alert is replaced: it gets a new id.
+ */
+export const AlertEdit = AlertCreate.omit({ target: true });
+export type AlertEdit = z.infer<typeof AlertEdit>;
+
+/** A queue's job as `spawn queue status --json` shows it. */
+export const QueueJobView = z.object({
+  index: z.number().int().nonnegative(),
+  id: z.string(),
+  /** A task's status, or `waiting` for a pending job whose dependencies have not all succeeded. */
+  status: z.union([TaskStatus, z.literal("waiting")]),
+  attempts: z.number().int().nonnegative(),
+  /** Job ids. */
+  dependsOn: z.array(z.string()),
+  durationMs: z.number().nullable(),
+  exitCode: z.number().int().nullable(),
+  error: z.string().nullable(),
+});
+export type QueueJobView = z.infer<typeof QueueJobView>;
+
+/** `GET /api/queues/:id`: what `spawn queue status --json` prints (the fields the dashboard shows). */
+export const QueueStatusView = z.object({
+  sweepId: z.string(),
+  name: z.string(),
+  status: SweepStatus,
+  reason: z.string().nullable(),
+  taskCount: z.number().int().nonnegative(),
+  counts: StatusCounts,
+  onFailure: z.enum(["stop", "continue"]).nullable(),
+  jobs: z.array(QueueJobView),
+  /** Jobs that failed for good, with the end of their last attempt's log (user output: text only). */
+  deadLetter: z.array(
+    z.object({
+      id: z.string(),
+      attempts: z.number().int().nonnegative(),
+      error: z.string().nullable(),
+      logTail: z.string().nullable(),
+    }),
+  ),
+});
+export type QueueStatusView = z.infer<typeof QueueStatusView>;
+
+/** `DELETE /api/schedules/:id` and `/api/alerts/:id`. */
+export const Deleted = z.object({ deleted: z.string(), copies: z.number().int().nonnegative().optional() });
+export type Deleted = z.infer<typeof Deleted>;
 
 /**
  * Server-Sent Events on `/api/sweeps/:id/events`. The first event is a `snapshot`; `delta`s
@@ -222,44 +404,50 @@ export function metricsFileKey(sweepId: string, index: number, attempt: number):
 /** The header that carries the session token on API requests (the CSRF token on actions). */
 export const TOKEN_HEADER = "x-spawn-token";
 
+// W3C Trace Context: in core/traceparent.ts (small, so Lambdas can parse it without these shapes).
+export {
+  formatTraceparent,
+  newTraceContext,
+  parseTraceparent,
+  type TraceContext,
+} from "./traceparent.js";
+
 // ---------------------------------------------------------------------------------------------
-// W3C Trace Context (https://www.w3.org/TR/trace-context/): `traceparent: 00-<trace>-<span>-<flags>`.
+// The AWS deployment's routes (lambdas/dashboard-api): teams, sharing, comments, polling.
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** `GET /api/teams`: the caller's identity and the teams they belong to. */
+export const TeamList = z.object({
+  user: z.string(),
+  teams: z.array(z.object({ team: z.string(), role: z.enum(["admin", "member"]) })),
+});
+export type TeamList = z.infer<typeof TeamList>;
 
-export interface TraceContext {
-  traceId: string;
-  spanId: string;
-  sampled: boolean;
-}
+/** A comment on a sweep; `body` is plain text, always rendered as text. */
+export const CommentView = z.object({
+  commentId: z.string(),
+  author: z.string(),
+  body: z.string(),
+  createdAt: epochMs,
+});
+export type CommentView = z.infer<typeof CommentView>;
 
-const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+/** `GET /api/sweeps/:id/comments`, oldest first. */
+export const CommentList = z.object({ sweepId: z.string(), comments: z.array(CommentView) });
+export type CommentList = z.infer<typeof CommentList>;
 
-/** A fresh span: in `trace` when given (a child span of it), else in a new trace. Ids are never all zeros. */
-export function newTraceContext(
-  randomBytes: (n: number) => Uint8Array,
-  trace?: Pick<TraceContext, "traceId" | "sampled">,
-): TraceContext {
-  const id = (n: number) => {
-    for (;;) {
-      const value = hex(randomBytes(n));
-      if (/[^0]/.test(value)) return value;
-    }
-  };
-  return { traceId: trace?.traceId ?? id(16), spanId: id(8), sampled: trace?.sampled ?? true };
-}
+/** `POST /api/sweeps/:id/share` `{team}`: the teams that now see the sweep (its own first). */
+export const ShareResult = z.object({
+  sweepId: z.string(),
+  teams: z.array(z.string()),
+  changed: z.boolean(),
+});
+export type ShareResult = z.infer<typeof ShareResult>;
 
-export function formatTraceparent(t: TraceContext): string {
-  return `00-${t.traceId}-${t.spanId}-${t.sampled ? "01" : "00"}`;
-}
-
-/** Parses a version-00 traceparent; undefined for anything malformed or with all-zero ids. */
-export function parseTraceparent(header: string | undefined): TraceContext | undefined {
-  const m = header ? TRACEPARENT.exec(header.trim()) : null;
-  if (!m || /^0+$/.test(m[1] as string) || /^0+$/.test(m[2] as string)) return undefined;
-  return {
-    traceId: m[1] as string,
-    spanId: m[2] as string,
-    sampled: (Number.parseInt(m[3] as string, 16) & 1) === 1,
-  };
+/**
+ * Where live updates come from when Server-Sent Events are not served (API Gateway HTTP APIs
+ * do not stream): `GET /api/sweeps/:id/poll` answers a SnapshotEvent with an `ETag`, and `304`
+ * to `If-None-Match` while nothing changed.
+ */
+export function pollPath(sweepId: string): string {
+  return `/api/sweeps/${encodeURIComponent(sweepId)}/poll`;
 }

@@ -255,6 +255,22 @@ export interface TaskEnvironmentInput {
   specEnv: Record<string, string | number | boolean>;
   /** GPU UUIDs given to the task, as `CUDA_VISIBLE_DEVICES`; `[]` hides every GPU; absent leaves it unset. */
   gpus?: readonly string[];
+  /** A gang member's place and peers, once its gang has met (agent/rendezvous.ts). */
+  gang?: GangContract;
+}
+
+/** What a gang member's command is told about its gang (docs/gangs.md). */
+export interface GangContract {
+  /** From 0; rank 0 is the master. */
+  rank: number;
+  worldSize: number;
+  /** JSON: `[{rank, instanceId, address, dnsName, port}]` by rank, the same bytes on every member. */
+  peersFile: string;
+  /** MPI hostfile: `<address> slots=<n>` per rank. */
+  hostfile: string;
+  /** Rank 0's address and the port it picked. */
+  masterAddr: string;
+  masterPort: number;
 }
 
 /**
@@ -264,7 +280,9 @@ export interface TaskEnvironmentInput {
  *   below win over a user variable of the same name;
  * - `SPAWN_SWEEP_ID`, `SPAWN_TASK_INDEX`, `SPAWN_TASK_COUNT`, `SPAWN_ATTEMPT`, `SPAWN_PARAMS_FILE`,
  *   `SPAWN_OUTPUT_DIR`, `SPAWN_CHECKPOINT_DIR`, `SPAWN_RESUME` (`1` or `0`), `SPAWN_METRICS_FILE`,
- *   `SPAWN_RANK=0`, `SPAWN_WORLD_SIZE=1`, and `CUDA_VISIBLE_DEVICES` when `gpus` is given;
+ *   `SPAWN_RANK`, `SPAWN_WORLD_SIZE` (0 and 1 outside a gang), and `CUDA_VISIBLE_DEVICES` when
+ *   `gpus` is given; for a gang member also `SPAWN_PEERS_FILE`, `SPAWN_HOSTFILE`, `MASTER_ADDR` and
+ *   `MASTER_PORT` (`index` and `taskCount` are then the gang task's, see core/gang.ts);
  * - per parameter, `SPAWN_PARAM_<NAME>` ({@link paramEnvName}) and the alias `PARAM_<name>`
  *   ({@link paramAliasEnvName}), both {@link paramString}. Names that map to the same variable
  *   (`lr` and `LR`) collide: the later parameter wins; the params file is always exact. A value
@@ -298,9 +316,17 @@ export function taskEnvironment(input: TaskEnvironmentInput): Record<string, str
     SPAWN_CHECKPOINT_DIR: input.checkpointDir,
     SPAWN_RESUME: input.resume ? "1" : "0",
     SPAWN_METRICS_FILE: input.metricsFile,
-    SPAWN_RANK: "0",
-    SPAWN_WORLD_SIZE: "1",
+    SPAWN_RANK: String(input.gang?.rank ?? 0),
+    SPAWN_WORLD_SIZE: String(input.gang?.worldSize ?? 1),
   });
+  if (input.gang) {
+    Object.assign(env, {
+      SPAWN_PEERS_FILE: input.gang.peersFile,
+      SPAWN_HOSTFILE: input.gang.hostfile,
+      MASTER_ADDR: input.gang.masterAddr,
+      MASTER_PORT: String(input.gang.masterPort),
+    });
+  }
   if (input.gpus) env.CUDA_VISIBLE_DEVICES = input.gpus.join(",");
   return env;
 }

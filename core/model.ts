@@ -5,6 +5,7 @@
  * written by one version and read by another fails loudly instead of half-working.
  */
 import { z } from "zod";
+import { QueueJob, QueueSettings } from "./queue.js";
 import { ParamValue, SweepSpec } from "./spec.js";
 
 export const SweepStatus = z.enum(["creating", "running", "succeeded", "failed", "cancelled"]);
@@ -29,6 +30,33 @@ export const BundleRef = z.object({
   bytes: z.number().int().nonnegative(),
 });
 export type BundleRef = z.infer<typeof BundleRef>;
+
+/** How a pipeline stage waits on another: the whole stage, or task i on task i (`n_to_n`). */
+export const DependencyType = z.enum(["whole", "n_to_n"]);
+
+/** A stage a pipeline stage waits on (core/pipeline.ts). */
+export const StageInput = z.object({ stage: z.string(), sweepId: z.string(), type: DependencyType });
+export type StageInput = z.infer<typeof StageInput>;
+
+/** What a stage's sweep record says about its place in its pipeline. */
+export const StageOf = z.object({
+  pipelineId: z.string(),
+  name: z.string(),
+  /** The stages it waits on, and how. */
+  inputs: z.array(StageInput),
+});
+export type StageOf = z.infer<typeof StageOf>;
+
+/** A pipeline's own record of its stages, in file order. */
+export const PipelineStages = z.array(
+  z.object({
+    name: z.string(),
+    sweepId: z.string(),
+    kind: z.enum(["sweep", "queue"]),
+    inputs: z.array(z.object({ stage: z.string(), type: DependencyType })),
+  }),
+);
+export type PipelineStages = z.infer<typeof PipelineStages>;
 
 export const SweepRecord = z.object({
   sweepId: z.string(),
@@ -58,6 +86,22 @@ export const SweepRecord = z.object({
   budgetReachedAt: z.number().optional(),
   /** Absolute path of the directory holding the spec file the sweep was launched from (local provider). */
   specDir: z.string().optional(),
+  /** The team the sweep belongs to on the AWS dashboard (core/teams.ts); absent means `default`. */
+  team: z.string().optional(),
+  /**
+   * The W3C traceparent of the launch that created the sweep (core/traceparent.ts): agents run
+   * each attempt as a child span of it (`SPAWN_TRACEPARENT`), so one sweep's story is one trace.
+   */
+  traceparent: z.string().optional(),
+  /**
+   * Set on a queue (`spawn queue launch`): its tasks are the queue's jobs, each with its own command
+   * and dependencies (TaskRecord `job`, `dependsOn`). Absent on a sweep.
+   */
+  queue: QueueSettings.optional(),
+  /** Set on a pipeline (`stages:` in a spec): it has no tasks; its stages run as their own sweeps. */
+  pipeline: PipelineStages.optional(),
+  /** Set on a pipeline's stage: which pipeline, and the stages it waits on (its tasks start waiting). */
+  stage: StageOf.optional(),
 });
 export type SweepRecord = z.infer<typeof SweepRecord>;
 
@@ -77,6 +121,28 @@ export const CheckpointRef = z.object({
   epoch: z.number().optional(),
 });
 export type CheckpointRef = z.infer<typeof CheckpointRef>;
+
+/** A member row's place in its gang. */
+export const GangMember = z.object({
+  /** The gang task's index (SPAWN_TASK_INDEX): the row index divided by `size`. */
+  task: z.number().int().nonnegative(),
+  rank: z.number().int().nonnegative(),
+  size: z.number().int().min(2),
+  epoch: z.number().int().nonnegative(),
+});
+export type GangMember = z.infer<typeof GangMember>;
+
+/** A gang member's address, published through the store (never EC2 tags, which cap at 256 characters). */
+export const GangPeer = z.object({
+  instanceId: z.string(),
+  /** Private IPv4 (aws: IMDS local-ipv4; local: 127.0.0.1). */
+  address: z.string(),
+  /** Private DNS name (aws: IMDS local-hostname), when known. */
+  dnsName: z.string().optional(),
+  /** A free port this member picked; rank 0's is MASTER_PORT. */
+  port: z.number().int().min(1).max(65_535).optional(),
+});
+export type GangPeer = z.infer<typeof GangPeer>;
 
 export const TaskRecord = z.object({
   sweepId: z.string(),
@@ -109,10 +175,26 @@ export const TaskRecord = z.object({
   error: z.string().optional(),
   /** The newest checkpoint synced by any attempt; the next attempt restores it (SPAWN_RESUME=1). */
   checkpoint: CheckpointRef.optional(),
+  /**
+   * Set on the member rows of a gang (spec `nodes` above 1): gang task `task` is stored as `size`
+   * rows, `task * size + rank`. `epoch` counts the gang's restarts; every member at one epoch is
+   * started, failed or restarted together (core/gang.ts).
+   */
+  gang: GangMember.optional(),
+  /** Where this member can be reached, written by its agent once it holds the row (rendezvous). */
+  peer: GangPeer.optional(),
   /** Attempts lost to a spot interruption notice (a subset of `lost`). */
   preempted: z.number().int().nonnegative().optional(),
   /** What the agent could not do as the spec asked, said plainly (e.g. network: none not enforced). */
   warning: z.string().optional(),
+  /** A queue job's own definition: what this task runs instead of the spec's command. */
+  job: QueueJob.optional(),
+  /** Tasks of the same sweep that must succeed before this one may start (queue jobs' depends_on). */
+  dependsOn: z.array(z.number().int().nonnegative()).optional(),
+  /** Tasks that depend on this one: looked at when it finishes. */
+  dependents: z.array(z.number().int().nonnegative()).optional(),
+  /** The end of a failed-for-good attempt's log (the queue's dead-letter list shows it). */
+  logTail: z.string().optional(),
   updatedAt: z.number(),
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
@@ -174,6 +256,18 @@ export const InstanceRecord = z.object({
       checkedAt: z.number(),
       /** Every warning and failure, in words: "GPU 0 (GPU-…): nvml: 2 pending row remaps". */
       reasons: z.array(z.string()),
+    })
+    .optional(),
+  /** The instance's hostname (docs/dns.md), as the agent's registration at start left it. */
+  dns: z
+    .object({
+      /** `<name>.<sweep>.<zone>` */
+      host: z.string(),
+      status: z.enum(["registered", "failed"]),
+      /** Epoch ms of the answer, or of giving up waiting for it. */
+      at: z.number(),
+      /** Why it failed: the dns-updater's refusal or the error, in words. */
+      error: z.string().optional(),
     })
     .optional(),
 });

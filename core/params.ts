@@ -434,7 +434,8 @@ function plan(
   return factors;
 }
 
-const hashHex: (data: string) => string =
+/** sha256 of `data` as hex. */
+export const hashHex: (data: string) => string =
   typeof crypto.hash === "function"
     ? (data) => crypto.hash("sha256", data, "hex")
     : (data) => crypto.createHash("sha256").update(data).digest("hex");

@@ -26,6 +26,8 @@ export interface TaskExpectation {
   leaseOwner?: string;
   /** The lease must still expire exactly here (the reaper re-queues only the lease it saw). */
   leaseExpiresAt?: number;
+  /** A gang member row must be at this gang epoch (core/gang.ts restarts a gang epoch by epoch). */
+  gangEpoch?: number;
 }
 
 export type SweepUpdate = {
@@ -176,6 +178,12 @@ export interface Compute {
   /** Idempotent; terminating a gone instance is not an error. */
   terminate(instances: readonly InstanceRecord[], reason: string): Promise<void>;
   describe(instances: readonly InstanceRecord[]): Promise<ObservedInstance[]>;
+  /**
+   * Frees what the provider made for a sweep besides instances (aws: a gang sweep's placement
+   * groups), once the sweep has ended and its instances are terminated. Idempotent. Returns what
+   * is still held (asked again on the next pass), or undefined when nothing is.
+   */
+  release?(sweep: SweepRecord, instances: readonly InstanceRecord[]): Promise<string | undefined>;
 }
 
 /** S3 (aws) or a directory (local). Keys use `/` separators. */

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { AbortError } from "./errors.js";
-import { Backoff, Duration, type SpecIssue } from "./spec.js";
+import { Duration, fileIssues, formatPath, ResourcesSpec, RetrySpec, type SpecIssue } from "./spec.js";
 
 const JobId = z
   .string()
@@ -14,17 +14,15 @@ const JobId = z
     "1-128 letters, digits, . _ -, starting with a letter or digit",
   );
 
-const ExitCodes = z.array(z.number().int().min(1).max(255)).min(1);
-
-/** A job's retry policy. */
-export const QueueRetry = z
-  .strictObject({
-    max_attempts: z.number().int().min(1).max(100).default(1).describe("attempts, the first included"),
-    backoff: Backoff.default("exponential"),
-    base: Duration.prefault(10).describe("delay before the first retry"),
-    max_delay: Duration.prefault(600).describe("upper bound on any retry delay"),
-    retry_on_exit_codes: ExitCodes.optional().describe("retry only these exit codes (default: any failure)"),
-    dont_retry_on_exit_codes: ExitCodes.optional().describe("never retry these exit codes"),
+/**
+ * A job's retry policy: the sweep's {@link RetrySpec}, with `on_exit_codes` spelled
+ * `retry_on_exit_codes` as queue files (AWS Batch, the original spawn) do.
+ */
+export const QueueRetry = RetrySpec.omit({ on_exit_codes: true })
+  .extend({
+    retry_on_exit_codes: RetrySpec.shape.on_exit_codes.describe(
+      "retry only these exit codes (default: any failure)",
+    ),
   })
   .superRefine((r, ctx) => {
     const both = (r.retry_on_exit_codes ?? []).filter((c) => r.dont_retry_on_exit_codes?.includes(c));
@@ -36,6 +34,12 @@ export const QueueRetry = z
       });
   });
 export type QueueRetry = z.infer<typeof QueueRetry>;
+
+/** The policy core/retry.ts applies to a job's attempts. */
+export function jobRetryPolicy(retry: QueueRetry): RetrySpec {
+  const { retry_on_exit_codes, ...rest } = retry;
+  return { ...rest, ...(retry_on_exit_codes ? { on_exit_codes: retry_on_exit_codes } : {}) };
+}
 
 const EnvName = z
   .string()
@@ -55,6 +59,18 @@ export const QueueJob = z.strictObject({
 });
 export type QueueJob = z.infer<typeof QueueJob>;
 
+/** What a queue keeps on its sweep record besides the spec (the jobs live on its tasks). */
+export const QueueSettings = z.object({
+  global_timeout: Duration.optional().describe(
+    "the whole queue; when it passes, the queue fails and running jobs are stopped",
+  ),
+  on_failure: z
+    .enum(["stop", "continue"])
+    .default("stop")
+    .describe("stop: no new job starts after a job fails for good; continue: jobs not depending on it go on"),
+});
+export type QueueSettings = z.infer<typeof QueueSettings>;
+
 export const QueueFile = z.strictObject({
   name: z
     .string()
@@ -70,36 +86,45 @@ export const QueueFile = z.strictObject({
   setup: z.string().min(1).optional().describe("runs once on the instance before any job"),
   env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()])).default({}),
   slots: z.number().int().min(1).max(1024).default(1).describe("independent jobs run at once"),
-  global_timeout: Duration.optional().describe("the whole queue; when it passes, running jobs are stopped"),
-  on_failure: z
-    .enum(["stop", "continue"])
-    .default("stop")
-    .describe("stop: no new job starts after a job fails for good; continue: jobs not depending on it go on"),
+  resources: ResourcesSpec.omit({ slots: true })
+    .prefault({})
+    .describe("what the queue's one instance needs, as in a sweep spec (gpus, instance_types, spot, ...)"),
+  ttl: Duration.prefault(86_400).describe("absolute lifetime of the queue's instance"),
+  lease: Duration.prefault(60).describe(
+    "a job's claim lives this long without a heartbeat before it is re-queued",
+  ),
+  grace: Duration.prefault(90).describe("time between SIGTERM and SIGKILL on cancel, timeout or preemption"),
+  ...QueueSettings.shape,
   jobs: z.array(QueueJob).min(1).max(10_000),
 });
 export type QueueFile = z.infer<typeof QueueFile>;
 
-/** A queue file that failed validation: exit 2, nothing created. Issues carry a line where known. */
-export class QueueError extends AbortError {
-  override name = "QueueError";
+/**
+ * A file validated by line (a queue file, a pipeline) that failed: exit 2, nothing created. Issues
+ * carry their line where known.
+ */
+export class FileIssuesError extends AbortError {
   constructor(
+    what: string,
     readonly issues: Array<SpecIssue & { line?: number }>,
-    source?: string,
+    source: string | undefined,
+    hint: string,
   ) {
     super(
-      `invalid queue${source ? ` ${source}` : ""}:\n${issues
+      `invalid ${what}${source ? ` ${source}` : ""}:\n${issues
         .map((i) => `  ${i.line !== undefined ? `line ${i.line}: ` : ""}${i.path || "(root)"}: ${i.message}`)
         .join("\n")}`,
-      "see docs/queues.md",
+      hint,
     );
   }
 }
 
-/** `["jobs", 3, "id"]` → `jobs[3].id`. */
-function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const part of path) out += typeof part === "number" ? `[${part}]` : `${out ? "." : ""}${String(part)}`;
-  return out;
+/** A queue file that failed validation. */
+export class QueueError extends FileIssuesError {
+  override name = "QueueError";
+  constructor(issues: Array<SpecIssue & { line?: number }>, source?: string) {
+    super("queue", issues, source, "see docs/queues.md");
+  }
 }
 
 /**
@@ -150,16 +175,7 @@ export function parseQueue(
     line: options.lineOf?.(path),
   });
   const result = QueueFile.safeParse(raw);
-  if (!result.success) {
-    throw new QueueError(
-      result.error.issues.flatMap((i) => {
-        const path = i.path as Array<string | number>;
-        if (i.code === "unrecognized_keys") return i.keys.map((k) => at([...path, k], "unknown key"));
-        return [at(path, i.message.replace(/^Invalid input: /, ""))];
-      }),
-      options.source,
-    );
-  }
+  if (!result.success) throw new QueueError(fileIssues(result.error.issues, options.lineOf), options.source);
   const queue = result.data;
   const issues: Array<SpecIssue & { line?: number }> = [];
   const firstIndex = new Map<string, number>();

@@ -11,8 +11,11 @@
  */
 import { mapLimit } from "./concurrency.js";
 import { committedCost, spentSoFar } from "./cost.js";
+import { settleAll, WAITING } from "./dependencies.js";
+import { formatDuration } from "./duration.js";
 import { ConditionFailedError } from "./errors.js";
 import { type SpawnEvent, spawnEvent } from "./events.js";
+import { completeGangRestarts, gangInstances, restartGang } from "./gang.js";
 import {
   type InstanceRecord,
   type SweepRecord,
@@ -21,6 +24,7 @@ import {
   TERMINAL_SWEEP_STATUSES,
   TERMINAL_TASK_STATUSES,
 } from "./model.js";
+import { loadStageGate, pipelinePass } from "./pipeline.js";
 import { slotsOn } from "./placement.js";
 import type { Clock, Compute, EventSink, LaunchResult, StateStore } from "./ports.js";
 import { afterAttempt } from "./retry.js";
@@ -64,10 +68,13 @@ export interface ReconcileResult {
   cost?: SweepCost;
   /** The events this pass published (or would have, without a sink). */
   events: SpawnEvent[];
+  /** What the provider still holds for an ended sweep (Compute.release), keeping it active. */
+  held?: string;
 }
 
 /** How many instances the open work needs, never more than max_instances. */
 export function desiredInstances(spec: SweepSpec, openTasks: number, slots: number): number {
+  if (spec.nodes > 1) return gangInstances(spec, openTasks);
   return Math.min(spec.max_instances, Math.ceil(openTasks / slots));
 }
 
@@ -135,6 +142,7 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
   };
   const sweep = await store.getSweep(sweepId);
   if (!sweep?.active) return result;
+  if (sweep.pipeline) return pipelinePass({ store, clock }, sweep, result);
   result.status = sweep.status;
   result.preemptions = sweep.preemptions ?? 0;
   const now = clock.now();
@@ -275,6 +283,25 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
   for (let shard = 0; shard < sweep.shardCount; shard++) {
     const expired = await store.listRunningTasks(sweepId, shard, { expiredBefore: now });
     for (const task of expired) {
+      if (task.gang && !ended) {
+        // A lost gang member takes its whole gang down with it, to restart together (core/gang.ts).
+        const reason = `lease held by ${task.leaseOwner ?? "?"} expired`;
+        const restart = await restartGang(
+          deps,
+          sweep,
+          { ...task, gang: task.gang },
+          { kind: "lost", reason },
+        );
+        if (restart.outcome?.status === "failed")
+          emit({
+            type: "TaskFailed",
+            taskIndex: task.index,
+            attempt: task.attempt,
+            error: restart.outcome.error,
+          });
+        else result.requeued.push(...restart.moved);
+        continue;
+      }
       const end = ended
         ? ({ kind: "cancelled", reason: `sweep ${sweep.status}` } as const)
         : ({ kind: "lost", reason: `lease held by ${task.leaseOwner ?? "?"} expired` } as const);
@@ -298,6 +325,58 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
         });
       }
     }
+  }
+
+  // Gang members left behind by a restart that did not finish are brought along.
+  if (spec.nodes > 1 && !ended)
+    result.requeued.push(
+      ...(await completeGangRestarts(store, sweep, await store.listTasks(sweepId, sweep.shardCount), now)),
+    );
+
+  // 2b. Tasks that wait (a queue's jobs, a pipeline stage's tasks): settle them (agents settle a
+  //     queue's as its jobs finish; this is the backstop), stop starting jobs after a failure under
+  //     on_failure: stop, fail a queue once its global_timeout has passed and a stage whose input
+  //     stage failed (the next pass cancels what has not started). Only ready work wants instances.
+  let readyOpen: number | undefined;
+  if ((sweep.queue || sweep.stage) && sweep.status === "running") {
+    const tasks = await store.listTasks(sweepId, sweep.shardCount);
+    const failWith = async (reason: string) => {
+      const finished = finalStatus(tasks);
+      const failed = await ignoreConflict(
+        store.updateSweep(
+          sweepId,
+          { status: "running" },
+          { status: "failed", reason, finishedAt: now, updatedAt: now },
+        ),
+      );
+      if (failed) {
+        result.finished = result.status = "failed";
+        emit({
+          type: "SweepFailed",
+          name: sweep.name,
+          reason,
+          succeeded: finished.succeeded,
+          failed: finished.failedTasks.length,
+          failedTasks: finished.failedTasks.slice(0, 100),
+        });
+      }
+      return result;
+    };
+    const timeout = sweep.queue?.global_timeout;
+    if (timeout !== undefined && now - sweep.createdAt >= timeout) {
+      const so = finalStatus(tasks).reason;
+      return failWith(
+        `global_timeout of ${formatDuration(timeout)} passed with ${so}; running jobs are stopped`,
+      );
+    }
+    const gate = sweep.stage ? await loadStageGate(store, sweep.stage) : undefined;
+    if (gate?.fail) return failWith(gate.fail);
+    await settleAll(store, sweep, tasks, {
+      now,
+      stopOnFailure: sweep.queue?.on_failure === "stop",
+      ...(gate ? { gate: gate.verdict } : {}),
+    });
+    readyOpen = tasks.filter((t) => t.status === "pending" && t.readyAt !== WAITING).length;
   }
 
   // 3. An ended sweep (cancelled, or failed by its setup): pending tasks are cancelled, a
@@ -328,7 +407,8 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
   // costs the same for a sweep of 100 tasks or 100,000.
   // Slots of the instances this sweep launches: from the offer the provider would launch (8 on an
   // 8-GPU type for gpus: 1), or the spec's own answer where the provider has no GPU inventory.
-  const slots = (await compute.expectedSlots?.(sweep)) ?? slotsOn(spec.resources, 0);
+  // A gang member takes a whole instance.
+  const slots = spec.nodes > 1 ? 1 : ((await compute.expectedSlots?.(sweep)) ?? slotsOn(spec.resources, 0));
   const open = await store.countOpenTasks(sweepId, sweep.shardCount, { cap: spec.max_instances * slots });
 
   // 4. Finish a running sweep whose tasks are all final (checked again with a consistent read).
@@ -418,6 +498,14 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
     await terminate(drained);
     // A sweep stays active while a machine whose agent left is still being stopped.
     if (stillLive.length === 0 && stragglers.length === 0 && open.running === 0) {
+      // And while the provider still holds something for it (a placement group empties only once
+      // its instances are fully terminated): the next pass asks again, for as long as terminated
+      // instances are watched; after that whatever is left is reported, not waited for.
+      const held = await compute.release?.(sweep, records).catch((error: unknown) => `${error}`);
+      if (held) {
+        result.held = held;
+        if (now - since < DEREGISTERED_WATCH_MS) return result;
+      }
       const off = await ignoreConflict(
         store.updateSweep(sweepId, { active: true }, { active: false, updatedAt: now }),
       );
@@ -430,9 +518,10 @@ async function pass(deps: ReconcileDeps, sweepId: string): Promise<ReconcileResu
   }
 
   // 6. Running: keep as many instances as the open work needs, never more than max_instances.
-  const want = desiredInstances(spec, open.pending + open.running, slots);
+  const pending = readyOpen ?? open.pending;
+  const want = desiredInstances(spec, pending + open.running, slots);
   const missing = want - live.length - inFlight;
-  if (missing > 0 && open.pending > 0 && !budgetReached) {
+  if (missing > 0 && pending > 0 && !budgetReached) {
     const launched = await launch(deps, sweep, missing, slots, now, {
       preemptions,
       ...(budgetLeft !== undefined ? { budgetLeft } : {}),

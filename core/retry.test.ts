@@ -148,6 +148,20 @@ describe("afterAttempt: retries", () => {
   });
 });
 
+describe("afterAttempt: dont_retry_on_exit_codes", () => {
+  test("an excluded code fails at once, even when on_exit_codes is unset", () => {
+    // Given a policy that retries anything but exit 2
+    const policy = RetrySpec.parse({ max_attempts: 5, dont_retry_on_exit_codes: [2] });
+    // When attempts exit 2 and 1
+    const two = afterAttempt(fresh, policy, exit({ exitCode: 2 }), NOW, 0);
+    const one = afterAttempt(fresh, policy, exit({ exitCode: 1 }), NOW, 0);
+    // Then 2 fails for good, naming the setting, and 1 is retried
+    expect(two.status).toBe("failed");
+    expect(two.error).toBe("exited with code 2; exit code 2 is in retry.dont_retry_on_exit_codes");
+    expect(one.status).toBe("pending");
+  });
+});
+
 describe("afterAttempt: on_exit_codes", () => {
   const policy = RetrySpec.parse({ max_attempts: 5, on_exit_codes: [137, 124, 3] });
 

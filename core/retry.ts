@@ -146,15 +146,18 @@ export function afterAttempt(
   const failures = task.failures + 1;
   const code = effectiveExitCode(end);
   const error = describeExit(end, "timed out");
-  const retryable = policy.on_exit_codes === undefined || policy.on_exit_codes.includes(code);
+  const excluded = policy.dont_retry_on_exit_codes?.includes(code) ?? false;
+  const retryable = !excluded && (policy.on_exit_codes === undefined || policy.on_exit_codes.includes(code));
   if (retryable && failures < policy.max_attempts) {
     const delay = retryDelayMs(policy, failures, random);
     return { ...result, status: "pending", failures, readyAt: now + delay, error };
   }
-  const why = !retryable
-    ? `${error}; exit code ${code} is not in retry.on_exit_codes`
-    : policy.max_attempts > 1
-      ? `${error}; gave up after ${failures} attempts`
-      : error;
+  const why = excluded
+    ? `${error}; exit code ${code} is in retry.dont_retry_on_exit_codes`
+    : !retryable
+      ? `${error}; exit code ${code} is not in retry.on_exit_codes`
+      : policy.max_attempts > 1
+        ? `${error}; gave up after ${failures} attempts`
+        : error;
   return { ...result, status: "failed", failures, finishedAt: now, error: why };
 }

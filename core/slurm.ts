@@ -10,7 +10,7 @@
  */
 import { formatDuration } from "./duration.js";
 import { AbortError } from "./errors.js";
-import { ResourcesSpec, SweepSpec, type SweepSpecInput } from "./spec.js";
+import type { SweepSpecInput } from "./spec.js";
 
 /** Something in the script spawn does not carry over, with the line it came from. */
 export interface SlurmWarning {
@@ -428,14 +428,6 @@ function specName(raw: string): string {
   return cleaned === "" ? "slurm-job" : cleaned;
 }
 
-/** Where the schema keeps a multi-node job's size, if this build has one. */
-function nodesField(): "nodes" | "resources.nodes" | undefined {
-  // Gang scheduling lands separately from Slurm import; map --nodes wherever the schema puts it.
-  if ("nodes" in SweepSpec.shape) return "nodes";
-  if ("nodes" in ResourcesSpec.shape) return "resources.nodes";
-  return undefined;
-}
-
 /**
  * Converts an sbatch script. `source` is its file name: the default job name, and the name in
  * error messages.
@@ -615,17 +607,8 @@ export function convertSbatch(script: string, source: string): SlurmConversion {
   const spec: Record<string, unknown> = { name };
   const env: Record<string, string | number> = { SLURM_JOB_NAME: jobName };
   const gangSize = nodes ?? 1;
-  if (gangSize > 1) {
-    const field = nodesField();
-    if (field === "nodes") spec.nodes = gangSize;
-    else if (field === "resources.nodes") spec.resources = { nodes: gangSize };
-    else
-      warnings.push({
-        line: nodesDirective?.line ?? 1,
-        message: `--nodes=${gangSize}: multi-node jobs are not available in this build; converted as one node`,
-      });
-  }
-  const effectiveNodes = spec.nodes !== undefined || spec.resources !== undefined ? gangSize : 1;
+  if (gangSize > 1) spec.nodes = gangSize;
+  const effectiveNodes = gangSize;
   env.SLURM_JOB_NUM_NODES = effectiveNodes;
   env.SLURM_NNODES = effectiveNodes;
   const tasksTotal = ntasks ?? (ntasksPerNode ?? 1) * effectiveNodes;
@@ -687,6 +670,15 @@ export function convertSbatch(script: string, source: string): SlurmConversion {
       });
     }
   } else preamble.push('export SLURM_JOB_ID="$SPAWN_SWEEP_ID"');
+  if (gangSize > 1) {
+    // A gang takes one instance per node, all at once (docs/gangs.md).
+    const gangs = (spec.max_instances as number | undefined) ?? 1;
+    spec.max_instances = gangs * gangSize;
+    notes.push({
+      field: "max_instances",
+      message: `--nodes=${gangSize}: each task is a gang of ${gangSize} instances; up to ${gangs} gang(s) at once`,
+    });
+  }
   preamble.push(
     `export SLURM_SUBMIT_DIR="$PWD" SLURM_PROCID="${shVar("SPAWN_RANK:-0")}" SLURM_NODEID="${shVar("SPAWN_RANK:-0")}" SLURM_LOCALID=0 SLURM_RESTART_COUNT=$((SPAWN_ATTEMPT - 1))`,
   );

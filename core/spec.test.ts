@@ -313,6 +313,7 @@ describe("parseSpec: resources for placement", () => {
       spot: true,
       on_demand_fallback: false,
       fallback_after_preemptions: 3,
+      efa: false,
       iam: [],
     });
   });

@@ -107,6 +107,11 @@ export const RetrySpec = z.strictObject({
     .min(1)
     .optional()
     .describe("retry only these exit codes (default: any non-zero exit, timeout or signal)"),
+  dont_retry_on_exit_codes: z
+    .array(z.number().int().min(1).max(255))
+    .min(1)
+    .optional()
+    .describe("never retry these exit codes, whatever on_exit_codes says"),
 });
 export type RetrySpec = z.infer<typeof RetrySpec>;
 
@@ -177,6 +182,12 @@ export const ResourcesSpec = z.strictObject({
     .optional()
     .describe("regions allowed, in order of preference (aws provider)"),
   max_price: z.number().positive().optional().describe("USD per instance-hour, spot or on-demand"),
+  efa: z
+    .boolean()
+    .default(false)
+    .describe(
+      "with nodes above 1, give every member an Elastic Fabric Adapter (aws; the instance types must support EFA); gangs always launch into a cluster placement group",
+    ),
   iam: z
     .array(
       z.string().superRefine((text, ctx) => {
@@ -250,8 +261,7 @@ export type ChaosSpec = z.infer<typeof ChaosSpec>;
 /** `<sweep-id>/<task index>` or `<sweep-id>/<task index>/<checkpoint id>`. */
 export const RESUME_FROM = /^([A-Za-z0-9._-]+)\/(\d+)(?:\/([0-9]+-[0-9]+))?$/;
 
-/** The sweep spec. Unknown keys are errors at every level. */
-export const SweepSpec = z.strictObject({
+const SweepSpecFields = z.strictObject({
   name: z
     .string()
     .regex(
@@ -287,6 +297,18 @@ export const SweepSpec = z.strictObject({
     .max(5000)
     .default(1)
     .describe("instances (local: agent processes) running at once; never more than the open work needs"),
+  nodes: z
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(1)
+    .describe(
+      "instances per task: above 1, every task is a gang of this many members started together, one per instance, with SPAWN_RANK, SPAWN_WORLD_SIZE, SPAWN_PEERS_FILE, SPAWN_HOSTFILE, MASTER_ADDR and MASTER_PORT (aws: in a cluster placement group); see docs/gangs.md",
+    ),
+  rendezvous_timeout: Duration.prefault(600).describe(
+    "with nodes above 1, how long a gang's members wait for each other; past it the attempt fails, naming the ranks that never arrived",
+  ),
   retry: RetrySpec.default(RetrySpec.parse({})).describe("what happens when an attempt fails"),
   timeout: Duration.optional().describe("per attempt; the task gets SIGTERM, then SIGKILL after grace"),
   grace: Duration.prefault(90).describe("time between SIGTERM and SIGKILL on cancel, timeout or preemption"),
@@ -330,6 +352,24 @@ export const SweepSpec = z.strictObject({
     "inject interruptions and agent crashes (local provider; sweep launch --chaos)",
   ),
 });
+
+/** The sweep spec. Unknown keys are errors at every level. */
+export const SweepSpec = SweepSpecFields.superRefine((spec, ctx) => {
+  // A gang takes whole instances, all at once: fewer instances than members could never start it.
+  if (spec.nodes <= 1) return;
+  if (spec.max_instances < spec.nodes)
+    ctx.addIssue({
+      code: "custom",
+      path: ["max_instances"],
+      message: `max_instances (${spec.max_instances}) must be at least nodes (${spec.nodes}): a gang starts all its members at once`,
+    });
+  if (spec.resources.slots !== undefined && spec.resources.slots !== 1)
+    ctx.addIssue({
+      code: "custom",
+      path: ["resources", "slots"],
+      message: `with nodes: ${spec.nodes}, resources.slots must be 1 or absent (got ${spec.resources.slots}): each gang member takes a whole instance`,
+    });
+});
 /** A validated spec with defaults applied; durations are milliseconds. */
 export type SweepSpec = z.infer<typeof SweepSpec>;
 /** What a user writes. */
@@ -338,7 +378,7 @@ export type SweepSpecInput = z.input<typeof SweepSpec>;
 /** One problem in a spec, with the dotted path of the field it concerns. */
 
 /** Dotted path: `resources.instance_types[0]`. */
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const part of path) {
     if (typeof part === "number") out += `[${part}]`;
@@ -348,15 +388,15 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /** Flattens zod issues; for a union, reports the branch that got furthest instead of "invalid input". */
-function flattenIssues(
+function flattenRaw(
   issues: readonly z.core.$ZodIssue[],
   prefix: readonly PropertyKey[] = [],
-): SpecIssue[] {
-  const out: SpecIssue[] = [];
+): Array<{ at: PropertyKey[]; message: string }> {
+  const out: Array<{ at: PropertyKey[]; message: string }> = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];
     if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) out.push({ path: formatPath([...path, key]), message: "unknown key" });
+      for (const key of issue.keys) out.push({ at: [...path, key], message: "unknown key" });
     } else if (issue.code === "invalid_union" && issue.errors.length > 0) {
       const depth = (branch: readonly z.core.$ZodIssue[]) =>
         Math.max(...branch.map((i) => i.path.length + (i.code === "invalid_type" ? 0 : 0.5)));
@@ -368,13 +408,32 @@ function flattenIssues(
         const expected = issue.errors
           .flatMap((b) => b.map((i) => (i.code === "invalid_type" ? i.expected : "")))
           .filter(Boolean);
-        out.push({ path: formatPath(path), message: `expected ${[...new Set(expected)].join(" or ")}` });
-      } else out.push(...flattenIssues(best, path));
+        out.push({ at: path, message: `expected ${[...new Set(expected)].join(" or ")}` });
+      } else out.push(...flattenRaw(best, path));
     } else {
-      out.push({ path: formatPath(path), message: issue.message.replace(/^Invalid input: /, "") });
+      out.push({ at: path, message: issue.message.replace(/^Invalid input: /, "") });
     }
   }
   return out;
+}
+
+function flattenIssues(issues: readonly z.core.$ZodIssue[]): SpecIssue[] {
+  return flattenRaw(issues).map((i) => ({ path: formatPath(i.at), message: i.message }));
+}
+
+/**
+ * The issues of a file validated by a zod schema (queue files, pipelines), each with its line when
+ * `lineOf` can place its path.
+ */
+export function fileIssues(
+  issues: readonly z.core.$ZodIssue[],
+  lineOf?: (path: ReadonlyArray<string | number>) => number | undefined,
+): Array<SpecIssue & { line?: number }> {
+  return flattenRaw(issues).map((i) => ({
+    path: formatPath(i.at),
+    message: i.message,
+    line: lineOf?.(i.at as Array<string | number>),
+  }));
 }
 
 /** Sets `a.b[0].c`-style paths (dots, numeric segments index arrays) on a plain object, creating objects as needed. */

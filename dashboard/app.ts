@@ -23,10 +23,16 @@ import {
   type TaskStateCode,
 } from "#core/api.js";
 import { TaskStatus } from "#core/model.js";
-import { outputUrl, RequestError, request } from "./api.js";
+import { alertsPage } from "./alerts.js";
+import { liveUpdates, onAws, outputUrl, pollSnapshot, request } from "./api.js";
 import { costOverTime, curves, scatter } from "./charts.js";
+import { commentsPanel } from "./comments.js";
 import { ago, announce, duration, h, replace, show, usd } from "./dom.js";
+import { badge, errorText } from "./forms.js";
 import { TaskGridView } from "./grid.js";
+import { pipelineTotals, renderStageGraph, stageFact, withoutListedStages } from "./pipeline.js";
+import { queuePage } from "./queues.js";
+import { schedulesPage } from "./schedules.js";
 
 const main = document.getElementById("main") as HTMLElement;
 const connection = document.getElementById("connection") as HTMLElement;
@@ -39,16 +45,6 @@ const COUNTERS = /^(step|steps|epoch|epochs|iter|iteration|global_step)$/i;
 const HIGHER_IS_BETTER = /acc|score|auc|f1|precision|recall|reward|bleu|rouge|map|iou/i;
 
 const enc = encodeURIComponent;
-const errorText = (e: unknown) =>
-  e instanceof RequestError
-    ? `${e.message}${e.hint ? ` (${e.hint})` : ""}`
-    : e instanceof Error
-      ? e.message
-      : String(e);
-
-function badge(status: string): HTMLElement {
-  return h("span", { class: `badge ${status}` }, status);
-}
 
 function progress(counts: Partial<StatusCounts>, total: number, label: string): HTMLElement {
   const bar = h("div", {
@@ -107,15 +103,26 @@ function listPage(): () => void {
   let timer: number | undefined;
   let stopped = false;
   const row = (s: SweepSummary) => {
-    const done = s.taskCount - s.open;
+    // A pipeline has no tasks of its own: its row counts its stages' (pipeline.ts).
+    const totals = s.stages ? pipelineTotals(s.stages) : undefined;
+    const taskCount = totals?.taskCount ?? s.taskCount;
+    const done = totals?.done ?? s.taskCount - s.open;
     return h(
       "tr",
       { "data-sweep": s.sweepId },
       h(
         "td",
         {},
-        h("a", { href: `#/sweeps/${enc(s.sweepId)}` }, s.name),
+        h("a", { href: `#/${s.queue ? "queues" : "sweeps"}/${enc(s.sweepId)}` }, s.name),
         h("div", { class: "muted kv" }, s.sweepId),
+        s.stages
+          ? h(
+              "div",
+              { class: "muted" },
+              `pipeline: ${totals?.stagesEnded} of ${s.stages.length} stages ended`,
+            )
+          : null,
+        s.stage ? h("div", { class: "muted" }, "stage ", stageFact(s.stage)) : null,
         s.reason ? h("div", { class: "muted" }, s.reason) : null,
       ),
       h("td", {}, badge(s.status)),
@@ -128,12 +135,12 @@ function listPage(): () => void {
             : s.status === "failed"
               ? { failed: done }
               : { succeeded: done },
-          s.taskCount,
-          `${s.name}: ${done} of ${s.taskCount} tasks done`,
+          taskCount,
+          `${s.name}: ${done} of ${taskCount} tasks done`,
         ),
-        h("span", { class: "muted" }, `${done}/${s.taskCount}`),
+        h("span", { class: "muted" }, `${done}/${taskCount}`),
       ),
-      h("td", { class: "num hide-narrow" }, s.taskCount),
+      h("td", { class: "num hide-narrow" }, taskCount),
       h(
         "td",
         { class: "num" },
@@ -146,9 +153,10 @@ function listPage(): () => void {
   const load = async () => {
     try {
       const { sweeps } = await request(SweepList, "/api/sweeps");
-      replace(body, ...sweeps.map(row));
-      status.textContent = sweeps.length
-        ? `${sweeps.length} sweep(s)`
+      const shown = withoutListedStages(sweeps);
+      replace(body, ...shown.map(row));
+      status.textContent = shown.length
+        ? `${shown.length} sweep(s)`
         : "No sweeps yet: spawn sweep launch templates/quickstart.yaml";
     } catch (e) {
       status.textContent = `could not load the sweeps: ${errorText(e)}`;
@@ -230,10 +238,22 @@ function sweepPage(sweepId: string): SweepPage {
   const chartBox = h("div");
   const resultsBody = h("tbody");
   const resultsHead = h("tr");
-  const taskPanel = h("section", { class: "panel", "aria-labelledby": "task-title" });
-  const instancesPanel = h("section", { class: "panel", "aria-labelledby": "instances-title" });
+  // data-tasks marks the panels of a sweep's own tasks and instances, which a pipeline has none of.
+  const taskPanel = h("section", { class: "panel", "aria-labelledby": "task-title", "data-tasks": "" });
+  const instancesPanel = h("section", {
+    class: "panel",
+    "aria-labelledby": "instances-title",
+    "data-tasks": "",
+  });
   const costPanel = h("section", { class: "panel", "aria-labelledby": "cost-title", hidden: true });
   const outputsPanel = h("section", { class: "panel", "aria-labelledby": "outputs-title", hidden: true });
+  const stagesBox = h("div", { class: "dag-wrap" });
+  const stagesPanel = h(
+    "section",
+    { class: "panel", "aria-labelledby": "stages-title", hidden: true },
+    h("h2", { id: "stages-title" }, "Stages"),
+    stagesBox,
+  );
 
   const label = (text: string, control: HTMLElement) => h("label", { for: control.id }, text, control);
 
@@ -250,16 +270,17 @@ function sweepPage(sweepId: string): SweepPage {
       h(
         "div",
         {},
+        stagesPanel,
         h(
           "section",
-          { class: "panel", "aria-labelledby": "grid-title" },
+          { class: "panel", "aria-labelledby": "grid-title", "data-tasks": "" },
           h("h2", { id: "grid-title" }, "Tasks"),
           legend,
           grid.canvas,
         ),
         h(
           "section",
-          { class: "panel", "aria-labelledby": "results-title" },
+          { class: "panel", "aria-labelledby": "results-title", "data-tasks": "" },
           h("h2", { id: "results-title" }, "Results"),
           h(
             "div",
@@ -284,7 +305,7 @@ function sweepPage(sweepId: string): SweepPage {
           ),
         ),
       ),
-      h("div", {}, taskPanel, instancesPanel, costPanel, outputsPanel),
+      h("div", {}, taskPanel, instancesPanel, costPanel, outputsPanel, onAws ? commentsPanel(sweepId) : ""),
     ),
   );
   replace(
@@ -316,7 +337,8 @@ function sweepPage(sweepId: string): SweepPage {
       fact("sweep", h("span", { class: "kv" }, d.sweepId)),
       fact("owner", d.owner),
       fact("created", ago(d.createdAt)),
-      fact("tasks", `${d.taskCount}`),
+      d.stages ? fact("stages", `${d.stages.length}`) : fact("tasks", `${d.taskCount}`),
+      d.stage ? fact("stage", stageFact(d.stage)) : "",
       fact(
         "cost",
         d.costUsd === null
@@ -325,10 +347,18 @@ function sweepPage(sweepId: string): SweepPage {
             : "—"
           : `${usd(d.costUsd)}${d.budgetUsd === null ? "" : ` of ${usd(d.budgetUsd)}`}`,
       ),
-      fact("command", h("span", { class: "kv" }, d.command)),
+      d.stages ? "" : fact("command", h("span", { class: "kv" }, d.command)),
+      d.queue ? fact("queue", h("a", { href: `#/queues/${enc(d.sweepId)}` }, "jobs and dead letters")) : "",
       d.reason ? fact("reason", d.reason) : "",
     );
     const ended = TERMINAL.has(d.status);
+    const pipeline = d.stages !== undefined;
+    stagesPanel.hidden = !pipeline;
+    if (d.stages) renderStageGraph(stagesBox, d.stages);
+    for (const el of main.querySelectorAll<HTMLElement>("[data-tasks]")) el.hidden = pipeline;
+    // Cancelling a pipeline cancels every stage; retry and outputs belong to the stages' pages.
+    cancelButton.textContent = pipeline ? "Cancel pipeline" : "Cancel sweep";
+    retryButton.hidden = outputsButton.hidden = pipeline;
     cancelButton.disabled = ended;
     retryButton.disabled = !ended || d.status === "cancelled" || d.open > 0 || counts.failed === 0;
     renderInstances(d);
@@ -746,44 +776,84 @@ function sweepPage(sweepId: string): SweepPage {
     renderCounts();
   }
 
+  function onSnapshot(snap: SnapshotEvent, how: string): void {
+    seq = snap.seq;
+    detail = snap.sweep;
+    applyStates(snap.states);
+    renderDetail();
+    // After the grid: results are every task's row, and the grid is what the page is for first.
+    if (!results) refreshResultsSoon();
+    connection.textContent = how;
+  }
+
+  function onDelta(changes: DeltaEvent["changes"], sweep: SweepDetail | undefined): void {
+    let finished = false;
+    for (const [i, code] of changes) {
+      const old = states[i];
+      if (old === undefined || old === code) continue;
+      counts[statusName(old)]--;
+      counts[statusName(code)]++;
+      states[i] = code;
+      if (code === "s" || code === "f" || code === "c") finished = true;
+    }
+    grid.apply(changes);
+    if (changes.length) renderCounts();
+    if (sweep) {
+      const was = detail?.status;
+      detail = sweep;
+      renderDetail();
+      if (was !== detail.status) announce(`sweep ${detail.status}`);
+    }
+    if (finished || sweep) refreshResultsSoon();
+    if (selected !== undefined && changes.some(([i]) => i === selected)) refreshResultsSoon();
+  }
+
+  /**
+   * Live updates without a stream (AWS): the snapshot every 2 s (5 s above 2,000 tasks), 304
+   * while nothing changed; a changed one is applied as the delta it differs by.
+   */
+  async function pollLive(): Promise<void> {
+    let etag: string | undefined;
+    let loaded = false;
+    while (!closed) {
+      try {
+        const r = await pollSnapshot(sweepId, etag);
+        etag = r.etag;
+        if (r.snapshot && !loaded) {
+          loaded = true;
+          onSnapshot(r.snapshot, "live (polling)");
+        } else if (r.snapshot) {
+          const changes: DeltaEvent["changes"] = [];
+          r.snapshot.states.split("").forEach((code, i) => {
+            if (states[i] !== code) changes.push([i, code as TaskStateCode]);
+          });
+          const sweepChanged = JSON.stringify(r.snapshot.sweep) !== JSON.stringify(detail);
+          onDelta(changes, sweepChanged ? r.snapshot.sweep : undefined);
+        }
+        if (loaded) connection.textContent = "live (polling)";
+      } catch {
+        connection.textContent = "reconnecting…";
+      }
+      await new Promise((resolve) =>
+        timers.add(window.setTimeout(resolve, states.length > 2000 ? 5000 : 2000)),
+      );
+    }
+  }
+
   function connect(): void {
     events?.close();
     seq = -1;
+    if (liveUpdates === "poll") return void pollLive();
     const es = new EventSource(`/api/sweeps/${enc(sweepId)}/events`);
     events = es;
     es.addEventListener("snapshot", (e) => {
-      const snap = SnapshotEvent.parse(JSON.parse((e as MessageEvent).data));
-      seq = snap.seq;
-      detail = snap.sweep;
-      applyStates(snap.states);
-      renderDetail();
-      // After the grid: results are every task's row, and the grid is what the page is for first.
-      if (!results) refreshResultsSoon();
-      connection.textContent = "live";
+      onSnapshot(SnapshotEvent.parse(JSON.parse((e as MessageEvent).data)), "live");
     });
     es.addEventListener("delta", (e) => {
       const delta = DeltaEvent.parse(JSON.parse((e as MessageEvent).data));
       if (delta.seq !== seq + 1) return connect(); // missed one: start again from a snapshot
       seq = delta.seq;
-      let finished = false;
-      for (const [i, code] of delta.changes) {
-        const old = states[i];
-        if (old === undefined || old === code) continue;
-        counts[statusName(old)]--;
-        counts[statusName(code)]++;
-        states[i] = code;
-        if (code === "s" || code === "f" || code === "c") finished = true;
-      }
-      grid.apply(delta.changes);
-      if (delta.changes.length) renderCounts();
-      if (delta.sweep) {
-        const was = detail?.status;
-        detail = delta.sweep;
-        renderDetail();
-        if (was !== detail.status) announce(`sweep ${detail.status}`);
-      }
-      if (finished || delta.sweep) refreshResultsSoon();
-      if (selected !== undefined && delta.changes.some(([i]) => i === selected)) refreshResultsSoon();
+      onDelta(delta.changes, delta.sweep);
     });
     es.onerror = () => {
       connection.textContent = "reconnecting…";
@@ -827,15 +897,42 @@ function sweepPage(sweepId: string): SweepPage {
 let page: SweepPage | undefined;
 let stopList: (() => void) | undefined;
 
+/** Views that are a list refreshed on a timer: each renders into main and returns its stop. */
+const LIST_VIEWS: Record<string, () => () => void> = {
+  "/": listPage,
+  // Schedules and alerts are served by `spawn dashboard` (the CLI's services), not the AWS API yet.
+  ...(onAws
+    ? {}
+    : {
+        "/schedules": () => schedulesPage(main),
+        "/alerts": () => alertsPage(main),
+      }),
+};
+if (onAws)
+  for (const link of document.querySelectorAll(
+    'header nav a[href="#/schedules"], header nav a[href="#/alerts"]',
+  ))
+    link.remove();
+
 function route(): void {
   const path = location.hash.replace(/^#/, "") || "/";
   const m = /^\/sweeps\/([^/]+)(?:\/tasks\/(\d+))?$/.exec(path);
   stopList?.();
   stopList = undefined;
+  // The nav says where the user is (aria-current), sweep pages under Sweeps.
+  for (const link of document.querySelectorAll<HTMLAnchorElement>("header nav a")) {
+    const here = link.hash === `#${path}` || (m !== null && link.hash === "#/");
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   if (!m) {
     page?.close();
     page = undefined;
-    stopList = listPage();
+    const queue = /^\/queues\/([^/]+)$/.exec(path);
+    stopList = queue
+      ? queuePage(main, decodeURIComponent(queue[1] as string))
+      : (LIST_VIEWS[path] ?? listPage)();
+    main.focus({ preventScroll: true });
     return;
   }
   const sweepId = decodeURIComponent(m[1] as string);

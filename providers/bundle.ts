@@ -72,7 +72,8 @@ export async function createBundle(workdir: string, outDir: string): Promise<Bun
   const tmp = join(outDir, `bundle-${process.pid}-${Date.now()}.tar.gz`);
   await tar.c(
     { cwd: workdir, file: tmp, gzip: { level: 6 }, portable: true, noMtime: true, noDirRecurse: true },
-    files,
+    // An empty workdir (every job's command stands alone) is a bundle of the directory itself.
+    files.length > 0 ? files : ["."],
   );
   const bytes = (await stat(tmp)).size;
   if (bytes > MAX_BUNDLE_BYTES) {

@@ -1,9 +1,10 @@
 // Bundles the CLI, the agent and the local control plane into dist/ with their dependencies,
 // so a command or an agent loads one file instead of hundreds of modules (start-up time is
-// benchmarked). dynalite stays external: it loads a native LevelDB binding at run time.
+// benchmarked). dynalite stays external: it loads a native LevelDB binding at run time. The
+// Lambdas are not built here: the CDK app bundles them at synth (scripts/lambdas.mjs, ADR 0031).
 import { copyFile } from "node:fs/promises";
-import { dirname, join, sep } from "node:path";
 import { build } from "esbuild";
+import { REQUIRE_BANNER, zodEnglishOnly } from "./lambdas.mjs";
 
 await build({
   entryPoints: {
@@ -17,10 +18,7 @@ await build({
   format: "esm",
   target: "node20",
   external: ["dynalite"],
-  // Bundled CommonJS dependencies call require(); give the ES module output one.
-  banner: {
-    js: "import { createRequire as __spawnCreateRequire } from 'node:module'; const require = __spawnCreateRequire(import.meta.url);",
-  },
+  banner: { js: REQUIRE_BANNER },
   sourcemap: true,
   legalComments: "linked",
   logLevel: "warning",
@@ -39,19 +37,8 @@ await build({
   sourcemap: true,
   legalComments: "linked",
   logLevel: "warning",
-  plugins: [
-    {
-      // zod's `z` namespace re-exports every locale (~200 KB); the UI only ever shows English.
-      name: "zod-english-only",
-      setup(b) {
-        b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-          args.importer.includes(`${sep}zod${sep}`)
-            ? { path: join(dirname(args.importer), "..", "locales", "en.js") }
-            : undefined,
-        );
-      },
-    },
-  ],
+  // The UI only ever shows English.
+  plugins: [zodEnglishOnly],
 });
 await copyFile("dashboard/index.html", "dist/dashboard/index.html");
 

@@ -38,8 +38,15 @@ function typeOf(s: JsonSchema): string {
   return String(s.type ?? "any");
 }
 
-/** Detail-types the agents publish themselves; everything else comes from reconcile or the scheduler. */
-const AGENT_EVENT_TYPES = new Set(["GpuMemoryPressure"]);
+/**
+ * The sources of detail-types agents publish themselves (TaskFailed both: reconcile for expired
+ * leases, the agent for the failures it writes); everything else comes from reconcile or the scheduler.
+ */
+const AGENT_EVENT_SOURCES: Record<string, string[]> = {
+  GpuMemoryPressure: [AGENT_SOURCE],
+  DnsRegistrationFailed: [AGENT_SOURCE],
+  TaskFailed: [ORCHESTRATOR_SOURCE, AGENT_SOURCE],
+};
 
 /** The generated part of docs/events.md. */
 function generated(): string {
@@ -52,7 +59,7 @@ function generated(): string {
     );
     const pattern = {
       // Agents publish from their instances under their own source (cdk/lib/agent-role.ts).
-      source: [AGENT_EVENT_TYPES.has(type) ? AGENT_SOURCE : ORCHESTRATOR_SOURCE],
+      source: AGENT_EVENT_SOURCES[type] ?? [ORCHESTRATOR_SOURCE],
       "detail-type": [type],
       detail: { version: [EVENT_VERSION] },
     };

@@ -10,10 +10,10 @@ import { type IEventBus, Rule, RuleTargetInput, Schedule } from "aws-cdk-lib/aws
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { Alias, Key } from "aws-cdk-lib/aws-kms";
-import type { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
+import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import { Construct } from "constructs";
-import { ORCHESTRATOR_SOURCE } from "#providers/aws/events.js";
+import { AGENT_SOURCE, ORCHESTRATOR_SOURCE } from "#providers/aws/events.js";
 import { CONTEXT_KEY } from "#providers/notify/kms-secrets.js";
 import type { SpawnTableResources } from "./data.js";
 import { spawnFunction } from "./lambda.js";
@@ -29,7 +29,7 @@ export interface AlertsProps {
 export const ALERT_CHECK_EVENT = { kind: "check" } as const;
 
 export class Alerts extends Construct {
-  readonly function: NodejsFunction;
+  readonly function: IFunction;
   readonly key: Key;
   readonly topic: Topic;
 
@@ -91,9 +91,10 @@ export class Alerts extends Construct {
       });
     new Rule(this, "ControlPlaneEvents", {
       description:
-        "The control plane's events (sweep ended, task failed, budget, instances) to alert-handler",
+        "The control plane's and the agents' events (sweep ended, task failed, budget, instances, DNS) to alert-handler",
       eventBus: props.bus,
-      eventPattern: { source: [ORCHESTRATOR_SOURCE] },
+      // Agents publish the failures they finalize (TaskFailed) and DnsRegistrationFailed themselves.
+      eventPattern: { source: [ORCHESTRATOR_SOURCE, AGENT_SOURCE] },
       targets: [target()],
     });
     new Rule(this, "Check", {

@@ -50,6 +50,40 @@ export const SpawnConfig = z.strictObject({
   ami: z.enum(["dlami", "spawn"]).prefault("dlami"),
   /** `spawn:rootVolumeGiB`: root volume of every instance (the DLAMI needs at least 75 GiB). */
   rootVolumeGiB: z.coerce.number().int().min(75).max(16_384).prefault(150),
+  /**
+   * Instance hostnames (docs/dns.md): the Route 53 hosted zone the dns-updater writes to, its
+   * name, and AWS's identity certificates (a JSON file, region → PEM, copied from the EC2 user
+   * guide). `spawn:hostedZoneId`, `spawn:dnsZone`, `spawn:identityCertificates`: all three, or
+   * none (no DNS).
+   */
+  dns: z
+    .strictObject({
+      hostedZoneId: z
+        .string()
+        .regex(/^Z[A-Z0-9]{1,32}$/, "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ"),
+      zoneName: z
+        .string()
+        .transform((name) => name.toLowerCase().replace(/\.$/, ""))
+        .pipe(
+          z
+            .string()
+            .regex(
+              /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
+              "must be a domain name such as spawn.example.com",
+            ),
+        ),
+      certificatesFile: z.string().min(1, "must be the path of a JSON file: region → PEM"),
+    })
+    .optional(),
+  /**
+   * `spawn:dashboardDomainPrefix`: the dashboard's Cognito hosted UI prefix
+   * (`<prefix>.auth.<region>.amazoncognito.com`), unique in the region. @default `<stackName>-<account id>`
+   */
+  dashboardDomainPrefix: z
+    .string()
+    .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, "must be 1-63 lowercase letters, digits or hyphens")
+    .refine((v) => !/aws|amazon|cognito/.test(v), "must not contain aws, amazon or cognito")
+    .optional(),
   /** Recorded in the `SpawnVersion` output and used for artifact keys; the package version. */
   version: z.string().min(1).prefault(SPAWN_VERSION),
 });
@@ -62,6 +96,14 @@ const CONTEXT_KEYS = {
   launchRegions: "spawn:launchRegions",
   ami: "spawn:ami",
   rootVolumeGiB: "spawn:rootVolumeGiB",
+  dashboardDomainPrefix: "spawn:dashboardDomainPrefix",
+} as const;
+
+/** Context key of each field of `dns`. */
+const DNS_CONTEXT_KEYS = {
+  hostedZoneId: "spawn:hostedZoneId",
+  zoneName: "spawn:dnsZone",
+  certificatesFile: "spawn:identityCertificates",
 } as const;
 
 /** Reads context through `get` (a construct node's `tryGetContext`), validated; errors name the key. */
@@ -76,6 +118,15 @@ export function readConfig(
     if (value !== undefined) raw[field] = value;
   }
   raw.homeRegion ??= env.CDK_DEFAULT_REGION;
+  const dns = Object.entries(DNS_CONTEXT_KEYS).filter(([, key]) => get(key) !== undefined);
+  if (dns.length > 0) {
+    const missing = Object.values(DNS_CONTEXT_KEYS).filter((key) => get(key) === undefined);
+    if (missing.length > 0)
+      throw new Error(
+        `invalid spawn CDK context: hostnames need ${Object.values(DNS_CONTEXT_KEYS).join(", ")} together; missing ${missing.join(", ")}`,
+      );
+    raw.dns = Object.fromEntries(dns.map(([field, key]) => [field, get(key)]));
+  }
   const regions = [
     raw.homeRegion,
     ...(SpawnConfig.shape.launchRegions.safeParse(raw.launchRegions).data ?? []),
@@ -94,7 +145,9 @@ export function readConfig(
       const key =
         field === "azs"
           ? `spawn:azs:${rest[0]}`
-          : (CONTEXT_KEYS[field as keyof typeof CONTEXT_KEYS] ?? field);
+          : field === "dns"
+            ? (DNS_CONTEXT_KEYS[rest[0] as keyof typeof DNS_CONTEXT_KEYS] ?? "dns")
+            : (CONTEXT_KEYS[field as keyof typeof CONTEXT_KEYS] ?? field);
       return `${key}: ${issue.message}`;
     });
     throw new Error(`invalid spawn CDK context: ${problems.join("; ")}`);

@@ -1,17 +1,21 @@
 /**
  * A region's launch configuration: a VPC of public subnets (one per availability zone, no NAT,
- * so it costs nothing at rest), gateway endpoints for S3 and DynamoDB, a security group with no
- * inbound rules, the launch template, and the SSM parameter the orchestrator reads it from.
+ * so it costs nothing at rest), gateway endpoints for S3 and DynamoDB, a security group whose
+ * only inbound rule admits its own members (gangs: NCCL, MPI, EFA), the launch template and its
+ * EFA twin, and the SSM parameter the orchestrator reads them from.
  */
 import { Fn, Stack, Validations } from "aws-cdk-lib";
 import {
   BlockDeviceVolume,
+  type CfnLaunchTemplate,
   EbsDeviceVolumeType,
   GatewayVpcEndpointAwsService,
   InstanceInitiatedShutdownBehavior,
   LaunchTemplate,
   LaunchTemplateHttpTokens,
+  type LaunchTemplateProps,
   MachineImage,
+  Port,
   SecurityGroup,
   SubnetType,
   UserData,
@@ -58,6 +62,8 @@ export class RegionalLaunch extends Construct {
   readonly vpc: Vpc;
   readonly securityGroup: SecurityGroup;
   readonly launchTemplate: LaunchTemplate;
+  /** The same template with an Elastic Fabric Adapter as the primary interface (gangs with `resources.efa`). */
+  readonly efaLaunchTemplate: LaunchTemplate;
   readonly parameter: StringParameter;
 
   constructor(scope: Construct, id: string, props: RegionalLaunchProps) {
@@ -79,9 +85,17 @@ export class RegionalLaunch extends Construct {
     });
     this.securityGroup = new SecurityGroup(this, "Instances", {
       vpc: this.vpc,
-      description: "spawn instances: no inbound rules (Session Manager needs none); all outbound",
+      description:
+        "spawn instances: inbound only from each other (gangs; Session Manager needs none); all outbound",
       allowAllOutbound: true,
     });
+    // Gang members talk to each other on any port (NCCL, MPI, torchrun's rendezvous; EFA needs
+    // all traffic within the group). Nothing outside the group gets in.
+    this.securityGroup.addIngressRule(
+      this.securityGroup,
+      Port.allTraffic(),
+      "gang members reach each other (NCCL, MPI, EFA)",
+    );
     const userData = UserData.custom(
       renderBootScript({
         stackName: names.stackName,
@@ -93,12 +107,10 @@ export class RegionalLaunch extends Construct {
         eventBus: eventBusName(names),
       }),
     );
-    this.launchTemplate = new LaunchTemplate(this, "LaunchTemplate", {
-      launchTemplateName: `${names.stackName}-${Stack.of(this).region}`,
+    const template: LaunchTemplateProps = {
       machineImage: MachineImage.resolveSsmParameterAtLaunch(amiParameter(config)),
       userData,
       instanceProfile: props.instanceProfile,
-      securityGroup: this.securityGroup,
       requireImdsv2: true,
       httpTokens: LaunchTemplateHttpTokens.REQUIRED,
       // Two hops, so containers on the instance reach the metadata service too.
@@ -117,10 +129,38 @@ export class RegionalLaunch extends Construct {
           }),
         },
       ],
+    };
+    this.launchTemplate = new LaunchTemplate(this, "LaunchTemplate", {
+      ...template,
+      launchTemplateName: `${names.stackName}-${Stack.of(this).region}`,
+      securityGroup: this.securityGroup,
     });
+    // A fleet override cannot carry network interfaces, so EFA needs a template of its own. With
+    // interfaces in a template, security groups go on the interface, and the fleet's subnet
+    // override applies to the primary one. One EFA (the public IP a single interface may have keeps
+    // setup's network without a NAT); see docs/adr/0028-gangs-on-ec2.md.
+    this.efaLaunchTemplate = new LaunchTemplate(this, "EfaLaunchTemplate", {
+      ...template,
+      launchTemplateName: `${names.stackName}-${Stack.of(this).region}-efa`,
+    });
+    (this.efaLaunchTemplate.node.defaultChild as CfnLaunchTemplate).addPropertyOverride(
+      "LaunchTemplateData.NetworkInterfaces",
+      [
+        {
+          DeviceIndex: 0,
+          NetworkCardIndex: 0,
+          InterfaceType: "efa",
+          Groups: [this.securityGroup.securityGroupId],
+          AssociatePublicIpAddress: true,
+          DeleteOnTermination: true,
+        },
+      ],
+    );
     const launchConfig: LaunchConfig = {
       launchTemplateId: this.launchTemplate.launchTemplateId!,
       launchTemplateVersion: this.launchTemplate.latestVersionNumber,
+      efaLaunchTemplateId: this.efaLaunchTemplate.launchTemplateId!,
+      efaLaunchTemplateVersion: this.efaLaunchTemplate.latestVersionNumber,
       subnets: this.vpc.publicSubnets.map((s) => ({ subnetId: s.subnetId, az: s.availabilityZone })),
       securityGroupId: this.securityGroup.securityGroupId,
       amiSsmParameter: amiParameter(config),

@@ -11,7 +11,7 @@ import type { CfnTable } from "aws-cdk-lib/aws-dynamodb";
 import { type EventPattern, type IEventBus, Rule, RuleTargetInput, Schedule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
-import type { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
+import type { Function as LambdaResource } from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 import { ORCHESTRATOR_SOURCE, SWEEP_SUBMITTED } from "#providers/aws/events.js";
 import { DLAMI_PARAMETER } from "#providers/aws/launch-config.js";
@@ -50,7 +50,7 @@ export interface OrchestratorProps {
 }
 
 export class Orchestrator extends Construct {
-  readonly function: NodejsFunction;
+  readonly function: LambdaResource;
 
   constructor(scope: Construct, id: string, props: OrchestratorProps) {
     super(scope, id);
@@ -66,6 +66,17 @@ export class Orchestrator extends Construct {
     const objectArns = [buckets.artifacts, buckets.results].map((b) => b.arnForObjects("*"));
     const ssmParameterArn = (region: string, account: string, name: string) =>
       `arn:${stack.partition}:ssm:${region}:${account}:parameter${name}`;
+    // Gang sweeps' cluster placement groups, named `<stack>-<sweep id>` (providers/aws/gang-launch.ts).
+    const placementGroupArns = props.launchRegions.map(
+      (region) =>
+        `arn:${stack.partition}:ec2:${region}:${stack.account}:placement-group/${names.stackName}-*`,
+    );
+    // Per-sweep roles and instance profiles, `<stack>-sweep-<hash>` (providers/aws/sweep-role.ts):
+    // the CLI creates them; the orchestrator only passes them to EC2 and deletes them.
+    const sweepRoleArns = [`arn:${stack.partition}:iam::${stack.account}:role/${names.stackName}-sweep-*`];
+    const sweepProfileArns = [
+      `arn:${stack.partition}:iam::${stack.account}:instance-profile/${names.stackName}-sweep-*`,
+    ];
     const { fn, role } = spawnFunction(this, {
       name: "sweep-orchestrator",
       description: `spawn ${names.stackName}: reconcile sweeps, replace lost instances, reap`,
@@ -133,7 +144,14 @@ export class Orchestrator extends Construct {
           sid: "TagOnLaunch",
           actions: ["ec2:CreateTags"],
           resources: ["*"],
-          conditions: { StringEquals: { "ec2:CreateAction": ["CreateFleet", "RunInstances"] } },
+          conditions: {
+            StringEquals: { "ec2:CreateAction": ["CreateFleet", "RunInstances", "CreatePlacementGroup"] },
+          },
+        }),
+        new PolicyStatement({
+          sid: "GangPlacementGroups",
+          actions: ["ec2:CreatePlacementGroup", "ec2:DeletePlacementGroup"],
+          resources: placementGroupArns,
         }),
         new PolicyStatement({
           sid: "TerminateOwnInstances",
@@ -159,6 +177,26 @@ export class Orchestrator extends Construct {
           actions: ["iam:PassRole"],
           resources: [props.agent.role.roleArn],
           conditions: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+        }),
+        new PolicyStatement({
+          sid: "PassSweepRoles",
+          actions: ["iam:PassRole"],
+          resources: sweepRoleArns,
+          conditions: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+        }),
+        new PolicyStatement({
+          sid: "UseAndDeleteSweepProfiles",
+          actions: [
+            "iam:GetInstanceProfile",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteInstanceProfile",
+          ],
+          resources: sweepProfileArns,
+        }),
+        new PolicyStatement({
+          sid: "DeleteSweepRoles",
+          actions: ["iam:RemoveRoleFromInstanceProfile", "iam:DeleteRolePolicy", "iam:DeleteRole"],
+          resources: sweepRoleArns,
         }),
         new PolicyStatement({
           sid: "SpotServiceLinkedRoles",
@@ -208,6 +246,16 @@ export class Orchestrator extends Construct {
       reason:
         "EC2 CreateFleet/RunInstances/Describe*, pricing:GetProducts and iam:CreateServiceLinkedRole take no narrower resource; TerminateInstances and CreateTags are conditioned on the spawn:stack tag and the launch call",
     });
+    acknowledgeWildcards(
+      role,
+      placementGroupArns,
+      "a gang sweep's placement group is named after the sweep, created at its first launch: only the stack's name prefix is known at deploy time",
+    );
+    acknowledgeWildcards(
+      role,
+      [...sweepRoleArns, ...sweepProfileArns],
+      "each sweep's own role and instance profile is named after the sweep and created by the CLI at launch: only the stack's name prefix is known at deploy time; the orchestrator may only pass them to EC2, read and delete them",
+    );
     acknowledgeWildcards(
       role,
       objectArns,

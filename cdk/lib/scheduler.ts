@@ -7,7 +7,7 @@
 import { Duration, Stack, Validations } from "aws-cdk-lib";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
 import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
-import type { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
+import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import { CfnScheduleGroup } from "aws-cdk-lib/aws-scheduler";
 import { Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
@@ -25,7 +25,7 @@ export interface SchedulerProps {
 }
 
 export class Scheduler extends Construct {
-  readonly function: NodejsFunction;
+  readonly function: IFunction;
   readonly group: CfnScheduleGroup;
   readonly invokeRole: Role;
   readonly deadLetters: Queue;

@@ -12,7 +12,9 @@ import type { StackOutputs } from "#providers/aws/stack.js";
 import { AgentRole } from "./agent-role.js";
 import { Alerts } from "./alerts.js";
 import type { SpawnConfig } from "./config.js";
+import { Dashboard } from "./dashboard.js";
 import { SpawnBuckets, SpawnTables } from "./data.js";
+import { DnsUpdater } from "./dns.js";
 import { SpawnImagePipeline } from "./image-pipeline.js";
 import { amiParameter, availabilityZones, RegionalLaunch } from "./launch.js";
 import {
@@ -71,8 +73,21 @@ export class SpawnStack extends Stack {
     });
     const scheduler = new Scheduler(this, "Scheduler", { names, tables, buckets, bus });
     const alerts = new Alerts(this, "Alerts", { names, tables, bus });
-    // Slot for the DNS Lambda (dns-updater, docs/dns.md): a NodejsFunction with lambdaBundling(),
-    // a hosted zone and an EC2 state-change rule, added here.
+    const dashboard = new Dashboard(this, "Dashboard", {
+      names,
+      tables,
+      buckets,
+      ...(config.dashboardDomainPrefix ? { domainPrefix: config.dashboardDomainPrefix } : {}),
+    });
+    // Instance hostnames, when a hosted zone is configured: the orchestrator tags each instance
+    // with the function's name, which is how its agent knows to register (docs/dns.md).
+    if (config.dns) {
+      const dns = new DnsUpdater(this, "Dns", { names, dns: config.dns, bus, agentRole: agent.role });
+      this.orchestrator.function
+        .addEnvironment("SPAWN_DNS_UPDATER", dns.function.functionName)
+        .addEnvironment("SPAWN_DNS_ZONE", config.dns.zoneName);
+      new CfnOutput(this, "DnsZone", { value: config.dns.zoneName });
+    }
     const image = new SpawnImagePipeline(this, "Image", {
       stackName: config.stackName,
       version: config.version,
@@ -109,6 +124,9 @@ export class SpawnStack extends Stack {
     };
     for (const [key, value] of Object.entries(outputs)) new CfnOutput(this, key, { value });
     new CfnOutput(this, "StagingBucket", { value: buckets.staging.bucketName });
+    new CfnOutput(this, "DashboardUrl", { value: dashboard.url });
+    new CfnOutput(this, "DashboardUserPoolId", { value: dashboard.userPool.userPoolId });
+    new CfnOutput(this, "DashboardClientId", { value: dashboard.client.userPoolClientId });
     new CfnOutput(this, "LaunchRegions", { value: [this.region, ...config.launchRegions].join(",") });
   }
 }

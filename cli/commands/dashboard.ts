@@ -102,7 +102,14 @@ export function registerDashboard(program: Command): void {
       });
       const start = (port: number) =>
         startDashboard(
-          { store: following.store, objects: ctx.objects, clock: ctx.clock, log },
+          // Schedules and alerts open the stores per request, as each CLI command does.
+          {
+            store: following.store,
+            objects: ctx.objects,
+            clock: ctx.clock,
+            log,
+            context: () => openContext(),
+          },
           { host: opts.host, port, staticDir: STATIC_DIR, trace },
         );
       let dashboard: Awaited<ReturnType<typeof start>>;

@@ -19,6 +19,7 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
+import { CreateRoleCommand, IAMClient, PutRolePolicyCommand } from "@aws-sdk/client-iam";
 import {
   ImagebuilderClient,
   ListImagePipelineImagesCommand,
@@ -59,6 +60,7 @@ const ec2Mock = mockClient(EC2Client);
 const stsMock = mockClient(STSClient);
 const quotaMock = mockClient(ServiceQuotasClient);
 const ibMock = mockClient(ImagebuilderClient);
+const iamMock = mockClient(IAMClient);
 
 const creds = { region: "us-east-1", credentials: { accessKeyId: "x", secretAccessKey: "y" } };
 const PREFIX = `cli${randomUUID().slice(0, 6)}-`;
@@ -104,7 +106,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 beforeEach(() => {
-  for (const m of [cfnMock, s3Mock, ebMock, ec2Mock, stsMock, quotaMock, ibMock]) m.reset();
+  for (const m of [cfnMock, s3Mock, ebMock, ec2Mock, stsMock, quotaMock, ibMock, iamMock]) m.reset();
 });
 
 const session = (): AwsSession => ({
@@ -174,6 +176,10 @@ describe("sweep launch on the aws provider", () => {
       );
     s3Mock.on(PutObjectCommand).resolves({});
     ebMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: "1" }] });
+    stsMock
+      .on(GetCallerIdentityCommand)
+      .resolves({ Account: "123456789012", Arn: "arn:aws:iam::123456789012:user/me" });
+    iamMock.onAnyCommand().resolves({});
     const work = join(dir, "work");
     await mkdir(work, { recursive: true });
     await writeFile(join(work, "train.py"), "print(1)\n");
@@ -190,6 +196,11 @@ describe("sweep launch on the aws provider", () => {
       const put = s3Mock.commandCalls(PutObjectCommand)[0]?.args[0].input;
       expect(put?.Bucket).toBe("spawn-artifacts-bkt");
       expect(put?.Key).toBe(sweep.bundle?.key);
+      // ...the sweep's own role was made (providers/aws/sweep-role.test.ts has what it holds)...
+      expect(iamMock.commandCalls(CreateRoleCommand)).toHaveLength(1);
+      expect(iamMock.commandCalls(PutRolePolicyCommand)[0]?.args[0].input.PolicyDocument).toContain(
+        `${sweep.sweepId}#*`,
+      );
       // ...the sweep and its tasks are in the stack's tables...
       expect(await ctx.store.getSweep(sweep.sweepId)).toMatchObject({
         provider: "aws",
@@ -197,15 +208,20 @@ describe("sweep launch on the aws provider", () => {
         taskCount: 2,
       });
       // ...and the orchestrator was told by an event on the stack bus, not a Lambda invoke
-      expect(ebMock.commandCalls(PutEventsCommand)[0]?.args[0].input).toEqual({
-        Entries: [
-          {
-            EventBusName: "spawn-bus",
-            Source: SWEEP_SUBMITTED.source,
-            DetailType: SWEEP_SUBMITTED.detailType,
-            Detail: JSON.stringify({ kind: "sweep", sweepId: sweep.sweepId }),
-          },
-        ],
+      const entries = ebMock.commandCalls(PutEventsCommand)[0]?.args[0].input.Entries;
+      expect(entries).toEqual([
+        {
+          EventBusName: "spawn-bus",
+          Source: SWEEP_SUBMITTED.source,
+          DetailType: SWEEP_SUBMITTED.detailType,
+          Detail: expect.any(String),
+        },
+      ]);
+      // ...carrying a new W3C trace for this launch, which the orchestrator logs its pass in
+      expect(JSON.parse(entries?.[0]?.Detail ?? "{}")).toEqual({
+        kind: "sweep",
+        sweepId: sweep.sweepId,
+        traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/),
       });
     } finally {
       ctx.close();

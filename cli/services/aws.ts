@@ -4,14 +4,18 @@
  * provider over the deployed stack. Loaded with a dynamic import by cli/context.ts, so local
  * commands never evaluate the AWS SDK.
  */
+import { randomBytes } from "node:crypto";
 import { CloudFormationClient } from "@aws-sdk/client-cloudformation";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
+import { IAMClient } from "@aws-sdk/client-iam";
 import { KMSClient } from "@aws-sdk/client-kms";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SchedulerClient } from "@aws-sdk/client-scheduler";
 import { SNSClient } from "@aws-sdk/client-sns";
+import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
+import { formatTraceparent, newTraceContext } from "#core/api.js";
 import { AbortError } from "#core/errors.js";
 import { systemClock } from "#core/ports.js";
 import { type AwsTarget, clientConfig, regionOf, resolveTarget } from "#providers/aws/clients.js";
@@ -19,6 +23,7 @@ import { kickSweep } from "#providers/aws/events.js";
 import { S3ObjectStore } from "#providers/aws/s3-objects.js";
 import { EventBridgeScheduleDriver } from "#providers/aws/schedule-driver.js";
 import { DEFAULT_STACK_NAME, loadStack, type StackInfo } from "#providers/aws/stack.js";
+import { createSweepRole } from "#providers/aws/sweep-role.js";
 import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import type { LocalPaths } from "#providers/local/paths.js";
@@ -92,8 +97,9 @@ export function credentialsProblem(error: unknown, target: AwsTarget): AbortErro
 
 /**
  * The aws provider's CliContext: the same DynamoStateStore on the stack's tables, S3 objects in
- * its buckets (bundles in the artifacts bucket, logs and outputs in the results bucket), and a
- * `sweepCreated` hook that kicks the orchestrator through the stack's bus.
+ * its buckets (bundles in the artifacts bucket, logs and outputs in the results bucket), a
+ * `prepareSweep` step that creates the sweep's own IAM role before its record (sweep-role.ts),
+ * and a `sweepCreated` hook that kicks the orchestrator through the stack's bus.
  */
 export async function openAwsContext(paths: LocalPaths, flags: AwsFlags = {}): Promise<CliContext> {
   return openAwsContextFor(await openAwsSession(flags), paths);
@@ -106,6 +112,8 @@ export async function openAwsContextFor(session: AwsSession, paths: LocalPaths):
   const dynamo = new DynamoDBClient(config);
   const s3 = new S3Client(config);
   const events = new EventBridgeClient(config);
+  const iam = new IAMClient(config);
+  const sts = new STSClient(config);
   const { outputs } = stack;
   return {
     provider: "aws",
@@ -144,16 +152,39 @@ export async function openAwsContextFor(session: AwsSession, paths: LocalPaths):
     }),
     clock: systemClock,
     paths,
+    prepareSweep: async (sweepId, plan, bundle) => {
+      // The caller's own account and partition: the role and the ARNs its policy names live there.
+      const identity = await sts.send(new GetCallerIdentityCommand({}));
+      await createSweepRole(iam, {
+        stack: session.stackName,
+        sweepId,
+        account: identity.Account ?? "",
+        partition: identity.Arn?.split(":")[1] ?? "aws",
+        homeRegion: stack.region,
+        tablePrefix: outputs.TablePrefix,
+        artifactsBucket: outputs.ArtifactsBucket,
+        resultsBucket: outputs.ResultsBucket,
+        eventBusName: outputs.EventBusName,
+        bundleKey: bundle.key,
+        spec: plan.spec,
+        policyFiles: plan.policyFiles,
+      });
+    },
     // The kick only saves waiting for the next periodic tick (a minute at most), so a failed one
     // is reported and the launch still succeeds.
-    sweepCreated: (sweepId) =>
-      kickSweep(events, outputs.EventBusName, sweepId).catch((error: Error) => {
+    sweepCreated: (sweepId, traceparent) =>
+      kickSweep(
+        events,
+        outputs.EventBusName,
+        sweepId,
+        traceparent ?? formatTraceparent(newTraceContext((n) => new Uint8Array(randomBytes(n)))),
+      ).catch((error: Error) => {
         process.stderr.write(
           `warning: could not notify the orchestrator (${error.message}); the periodic reconcile starts ${sweepId} within a minute\n`,
         );
       }),
     close: () => {
-      for (const client of [session.cfn, dynamo, s3, events]) client.destroy();
+      for (const client of [session.cfn, dynamo, s3, events, iam, sts]) client.destroy();
     },
   };
 }

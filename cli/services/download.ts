@@ -1,6 +1,6 @@
 /** `spawn sweep download`: every kept output file of a sweep (or one task) into a local directory. */
 import { join } from "node:path";
-import { outputsPrefix } from "#agent/agent.js";
+import { outputsPrefix } from "#agent/outputs.js";
 import type { ObjectStore, StateStore } from "#core/ports.js";
 import { requireSweep, requireTaskIndex } from "#core/sweeps.js";
 

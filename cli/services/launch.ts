@@ -4,6 +4,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BundleRef, SweepRecord } from "#core/model.js";
 import { createSweep, newSweepId } from "#core/sweeps.js";
+import { formatTraceparent, newTraceContext } from "#core/traceparent.js";
 import { bundleKey, createBundle } from "#providers/bundle.js";
 import { type CliContext, currentOwner } from "../context.js";
 import type { SweepPlan } from "./plan.js";
@@ -22,20 +23,39 @@ export async function uploadWorkdir(ctx: CliContext, workdir: string): Promise<B
 
 export const cliRandom = () => randomBytes(4).readUInt32BE() / 2 ** 32;
 
-export async function launchSweep(ctx: CliContext, plan: SweepPlan): Promise<SweepRecord> {
+/** A new trace for one launch: recorded on what it creates, and sent with the AWS kick. */
+export const launchTraceparent = (): string =>
+  formatTraceparent(newTraceContext((n) => new Uint8Array(randomBytes(n))));
+
+/** What `sweep launch` flags add to any launch (sweep, queue, pipeline). */
+export interface LaunchOptions {
+  /** The AWS dashboard team that sees it (`--team`, validated by core/teams.ts); absent: `default`. */
+  team?: string;
+}
+
+export async function launchSweep(
+  ctx: CliContext,
+  plan: SweepPlan,
+  options: LaunchOptions = {},
+): Promise<SweepRecord> {
+  const traceparent = launchTraceparent();
   const bundle = await uploadWorkdir(ctx, plan.workdir);
+  const sweepId = newSweepId(plan.spec.name, ctx.clock.now(), cliRandom);
+  await ctx.prepareSweep?.(sweepId, plan, bundle);
   const created = await createSweep(
     { store: ctx.store, clock: ctx.clock },
     {
-      sweepId: newSweepId(plan.spec.name, ctx.clock.now(), cliRandom),
+      sweepId,
       spec: plan.spec,
       tasks: plan.tasks,
       owner: currentOwner(),
       provider: ctx.provider,
       bundle,
       specDir: plan.specDir,
+      traceparent,
+      ...(options.team ? { team: options.team } : {}),
     },
   );
-  await ctx.sweepCreated?.(created.sweepId);
+  await ctx.sweepCreated?.(created.sweepId, traceparent);
   return created;
 }

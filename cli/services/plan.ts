@@ -13,6 +13,7 @@ import { parseGrant, policyFileProblems } from "#core/iam-policy.js";
 import { type ExpandedTask, expandParams } from "#core/params.js";
 import { type Catalog, describeOffer, NoOfferError, rankOffers, slotsOn } from "#core/placement.js";
 import { parseSpec, SpecError, type SpecIssue, type SweepSpec } from "#core/spec.js";
+import { efaIssues, supportsEfa, wantsEfa } from "#providers/aws/efa.js";
 import { priceCachePath } from "#providers/catalog/cache.js";
 import { loadCatalog } from "#providers/catalog/catalog.js";
 import { localPaths } from "#providers/local/paths.js";
@@ -82,7 +83,19 @@ export interface PlanOptions {
 /** Validates everything a launch needs and expands the tasks. Throws SpecError/AbortError (exit 2). */
 export async function planSweep(specPath: string, options: PlanOptions = {}): Promise<SweepPlan> {
   const absolute = resolve(specPath);
-  const raw = await readSpecFile(absolute);
+  return planSweepSpec(await readSpecFile(absolute), { ...options, specPath: absolute, source: specPath });
+}
+
+/**
+ * {@link planSweep} for a spec already read: `specPath` is the file it came from (or the pipeline
+ * file holding it inline), `source` names it in errors.
+ */
+export async function planSweepSpec(
+  raw: unknown,
+  options: PlanOptions & { specPath: string; source: string },
+): Promise<SweepPlan> {
+  const absolute = options.specPath;
+  const specPath = options.source;
   const overrides = parseSetFlags(options.set ?? []);
   if (options.maxInstances !== undefined) overrides.push(["max_instances", options.maxInstances]);
   const spec = parseSpec(raw, overrides, specPath);
@@ -164,18 +177,37 @@ async function readPolicyFiles(spec: SweepSpec, specDir: string): Promise<Record
 
 /**
  * Ranks the catalog's offers for the spec and estimates the cost on the cheapest. An unknown
- * `resources.gpu` is a SpecError (the spec is wrong on any provider); no fitting offer is not,
- * since a local run needs none: the plan says why instead.
+ * `resources.gpu` is a SpecError (the spec is wrong on any provider), and so is `resources.efa`
+ * that no allowed type can honour; no fitting offer is not, since a local run needs none: the
+ * plan says why instead. With EFA, only types that have it are estimated (and launched).
  */
 export function planEstimate(spec: SweepSpec, tasks: number, catalog: Catalog): PlanEstimate {
   const about = {
     source: catalog.source,
     ...(catalog.refreshedAt !== undefined ? { refreshedAt: catalog.refreshedAt } : {}),
   };
+  let ranked: ReturnType<typeof rankOffers> | undefined;
+  let unavailable: string | undefined;
+  try {
+    ranked = rankOffers(catalog.offers, spec.resources);
+  } catch (error) {
+    if (!(error instanceof NoOfferError)) throw error;
+    unavailable = error.message;
+  }
+  const efa = efaIssues(
+    spec,
+    ranked?.map((o) => o.instanceType),
+  );
+  if (efa.length > 0) throw new SpecError(efa);
+  if (!ranked) return { catalog: about, ...(unavailable ? { unavailable } : {}) };
   try {
     return {
       catalog: about,
-      estimate: estimateSweep(spec, tasks, rankOffers(catalog.offers, spec.resources)),
+      estimate: estimateSweep(
+        spec,
+        tasks,
+        wantsEfa(spec) ? ranked.filter((o) => supportsEfa(o.instanceType)) : ranked,
+      ),
     };
   } catch (error) {
     if (error instanceof NoOfferError) return { catalog: about, unavailable: error.message };

@@ -1,4 +1,5 @@
 /** `spawn sweep results`: params against status, exit code and final metrics, in four formats. */
+import { resultRow } from "#core/api.js";
 import { AbortError } from "#core/errors.js";
 import type { TaskRecord } from "#core/model.js";
 import { cell, csvField, paintStatus, table } from "../output.js";
@@ -52,25 +53,9 @@ function columns(tasks: readonly TaskRecord[]) {
   return { params, metrics };
 }
 
-/** A stable machine-readable shape for json/jsonl. */
-export function resultObject(t: TaskRecord) {
-  return {
-    index: t.index,
-    taskId: t.taskId,
-    status: t.status,
-    attempts: t.attempt,
-    exitCode: t.exitCode ?? null,
-    durationMs: t.durationMs ?? null,
-    params: t.params,
-    metrics: t.metrics ?? {},
-    outputs: t.outputs ?? [],
-    error: t.error ?? null,
-  };
-}
-
 export function formatResults(tasks: readonly TaskRecord[], format: ResultsFormat): string {
-  if (format === "json") return JSON.stringify(tasks.map(resultObject), null, 2);
-  if (format === "jsonl") return tasks.map((t) => JSON.stringify(resultObject(t))).join("\n");
+  if (format === "json") return JSON.stringify(tasks.map(resultRow), null, 2);
+  if (format === "jsonl") return tasks.map((t) => JSON.stringify(resultRow(t))).join("\n");
   const { params, metrics } = columns(tasks);
   const headers = ["task", "status", "exit", "attempts", ...params, ...metrics];
   const rows = tasks.map((t) => [

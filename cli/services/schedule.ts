@@ -102,7 +102,7 @@ export async function createSchedule(
 export async function requireSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
   const schedule = await ctx.schedules.getSchedule(scheduleId);
   if (!schedule || schedule.owner !== currentOwner()) {
-    throw new NotFoundError(`schedule ${scheduleId} not found`, "spawn schedule list shows yours");
+    throw new NotFoundError("schedule", scheduleId, "spawn schedule list shows yours");
   }
   return schedule;
 }

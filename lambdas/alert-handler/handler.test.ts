@@ -41,10 +41,10 @@ let slackStatus = 200;
 const context = () =>
   ({ awsRequestId: randomUUID(), getRemainingTimeInMillis: () => 60_000 }) as unknown as Context;
 
-const entry = (detail: ReturnType<typeof spawnEvent>) => ({
+const entry = (detail: ReturnType<typeof spawnEvent>, source = "spawn.orchestrator") => ({
   version: "0",
   id: randomUUID(),
-  source: "spawn.orchestrator",
+  source,
   "detail-type": detail.type,
   account: "123456789012",
   time: new Date(detail.time).toISOString(),
@@ -197,6 +197,32 @@ describe("alert-handler", () => {
     expect(await handler(entry(done), context())).toMatchObject({ deliveries: [{ outcome: "delivered" }] });
     expect(slackPosts).toHaveLength(6);
     expect(sns.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it("delivers a TaskFailed an agent published (source spawn.agent) to a task-failed alert", async () => {
+    const sweepId = await sweepOf();
+    const alert = await alertOn(sweepId, "task-failed");
+    const failed = spawnEvent(sweepId, Date.now(), {
+      type: "TaskFailed",
+      taskIndex: 1,
+      attempt: 3,
+      exitCode: 1,
+      error: "exit code 1",
+    });
+
+    const result = await handler(entry(failed, "spawn.agent"), context());
+
+    expect(result).toEqual({
+      status: "handled",
+      deliveries: [{ alertId: alert.alertId, eventKey: `task-failed#${sweepId}#1#3`, outcome: "delivered" }],
+    });
+    expect(JSON.parse(slackPosts[0]!).text).toMatch(/^Task 1 of lr failed for good: attempt 3, exit code 1/);
+    expect(
+      await handler(
+        entry(spawnEvent(sweepId, Date.now(), { type: "TaskFailed", taskIndex: 0, attempt: 1 }), "spawn.cli"),
+        context(),
+      ),
+    ).toMatchObject({ status: "dropped" });
   });
 
   it("the periodic check fires level triggers of active sweeps", async () => {

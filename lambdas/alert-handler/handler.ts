@@ -1,7 +1,8 @@
 /**
  * The alert-handler Lambda. Two kinds of invocation:
  *
- * - an event from the stack's bus (a rule routes `source: spawn.orchestrator`): its `detail` is
+ * - an event from the stack's bus (a rule routes `source: spawn.orchestrator` and `spawn.agent`,
+ *   whose agents publish the task failures they finalize and DNS failures): its `detail` is
  *   validated against the event contract (core/events.ts) and handed to core's handleEvent,
  *   which delivers every alert it fires exactly as the embedded control plane does;
  * - `{"kind": "check"}` from a periodic rule: the level triggers (cost, long-running,
@@ -24,7 +25,7 @@ import { z } from "zod";
 import { type AlertDeps, checkAlertLevels, type DeliveryReport, handleEvent } from "#core/alerts.js";
 import { SpawnEvent } from "#core/events.js";
 import { systemClock } from "#core/ports.js";
-import { ORCHESTRATOR_SOURCE } from "#providers/aws/events.js";
+import { AGENT_SOURCE, ORCHESTRATOR_SOURCE } from "#providers/aws/events.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { awsAlertServices } from "#providers/notify/aws-alerts.js";
 import { channelSender } from "#providers/notify/channels.js";
@@ -48,7 +49,7 @@ export const ENV = requireEnv([
 const logger = lambdaLogger("alert-handler");
 
 const BusEntry = z.object({
-  source: z.literal(ORCHESTRATOR_SOURCE),
+  source: z.enum([ORCHESTRATOR_SOURCE, AGENT_SOURCE]),
   "detail-type": z.string(),
   detail: z.unknown(),
 });

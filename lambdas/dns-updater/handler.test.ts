@@ -216,6 +216,25 @@ describe("dns-updater", () => {
     ).toEqual([{ Action: "DELETE", ResourceRecordSet: group }]);
   });
 
+  it("asks EC2 in the region a forwarded termination comes from", async () => {
+    instance({ state: "terminated", tags: { "spawn:stack": "spawn", "spawn:sweep": "lr-abc" } });
+
+    const result = await handler(
+      {
+        version: "0",
+        source: "aws.ec2",
+        region: "us-west-2",
+        "detail-type": "EC2 Instance State-change Notification",
+        detail: { "instance-id": "i-0123456789abcdef0", state: "terminated" },
+      },
+      context(),
+    );
+
+    expect(result).toMatchObject({ status: "ignored" });
+    const [call] = ec2.commandCalls(DescribeInstancesCommand);
+    expect(await (call!.thisValue as EC2Client).config.region()).toBe("us-west-2");
+  });
+
   it("a signed deregister removes the records; an unknown invocation is dropped", async () => {
     instance({
       state: "shutting-down",

@@ -22,6 +22,7 @@ import { CreateTagsCommand, DescribeInstancesCommand, EC2Client } from "@aws-sdk
 import { ChangeResourceRecordSetsCommand, Route53Client } from "@aws-sdk/client-route-53";
 import middy from "@middy/core";
 import { z } from "zod";
+import { DNS_TAG, DnsAgentRequest, type DnsResult } from "#providers/aws/dns.js";
 import {
   checkInstance,
   type IdentityCertificates,
@@ -38,7 +39,7 @@ import {
   logContext,
   validateEvent,
 } from "../shared/middleware.js";
-import { checkLabel, DNS_TAG, recordNames, removeRecords, upsertInput } from "./records.js";
+import { checkLabel, recordNames, removeRecords, upsertInput } from "./records.js";
 
 export const ENV = requireEnv([
   "SPAWN_STACK_NAME",
@@ -50,24 +51,20 @@ export const ENV = requireEnv([
 
 const logger = lambdaLogger("dns-updater");
 
-const AgentRequest = z.object({
-  kind: z.enum(["register", "deregister"]),
-  document: z.string().min(2).max(8192),
-  signature: z.string().min(16).max(4096),
-  name: z.string().optional(),
-});
 const StateChange = z.object({
   source: z.literal("aws.ec2"),
+  /** The instance's region (events from launch regions arrive forwarded to the home bus). */
+  region: z.string().optional(),
   "detail-type": z.literal("EC2 Instance State-change Notification"),
   detail: z.object({ "instance-id": z.string(), state: z.string() }),
 });
 
 export type DnsRequest =
-  | z.infer<typeof AgentRequest>
-  | { kind: "terminated"; instanceId: string; state: string };
+  | DnsAgentRequest
+  | { kind: "terminated"; instanceId: string; state: string; region: string };
 
 export function parseRequest(raw: unknown): DnsRequest {
-  const agent = AgentRequest.safeParse(raw);
+  const agent = DnsAgentRequest.safeParse(raw);
   if (agent.success) return agent.data;
   const change = StateChange.safeParse(raw);
   if (change.success)
@@ -75,21 +72,25 @@ export function parseRequest(raw: unknown): DnsRequest {
       kind: "terminated",
       instanceId: change.data.detail["instance-id"],
       state: change.data.detail.state,
+      region: change.data.region ?? ENV.SPAWN_HOME_REGION,
     };
   throw new BadEventError(`not a dns request or an EC2 state change: ${z.prettifyError(agent.error)}`);
 }
 
-export type DnsResult =
-  | { status: "registered"; host: string; group: string; ip: string }
-  | { status: "removed"; records: number }
-  | { status: "rejected"; reason: string; message: string }
-  | { status: "ignored"; message: string };
+let clients:
+  | { ec2: (region: string) => EC2Client; route53: Route53Client; certificates: IdentityCertificates }
+  | undefined;
 
-let clients: { ec2: EC2Client; route53: Route53Client; certificates: IdentityCertificates } | undefined;
+const ec2Clients = new Map<string, EC2Client>();
 
 function container() {
   clients ??= {
-    ec2: new EC2Client({ region: ENV.SPAWN_HOME_REGION }),
+    // Instances live in every launch region: each is asked in its own.
+    ec2: (region) => {
+      const client = ec2Clients.get(region) ?? new EC2Client({ region });
+      ec2Clients.set(region, client);
+      return client;
+    },
     route53: new Route53Client({ region: ENV.SPAWN_HOME_REGION }),
     certificates: z
       .record(z.string(), z.string())
@@ -116,7 +117,7 @@ async function handle(request: DnsRequest): Promise<DnsResult> {
   if (request.kind === "terminated") {
     if (request.state !== "terminated" && request.state !== "shutting-down")
       return { status: "ignored", message: `state ${request.state}` };
-    const observed = await observe(ec2, request.instanceId);
+    const observed = await observe(ec2(request.region), request.instanceId);
     const tag = observed?.tags[DNS_TAG];
     const sweepId = observed?.tags["spawn:sweep"];
     if (!tag || !sweepId || observed?.tags["spawn:stack"] !== ENV.SPAWN_STACK_NAME)
@@ -134,7 +135,7 @@ async function handle(request: DnsRequest): Promise<DnsResult> {
   }
   try {
     const document = verifyIdentityDocument(request.document, request.signature, certificates, Date.now());
-    const observed = await observe(ec2, document.instanceId);
+    const observed = await observe(ec2(document.region), document.instanceId);
     if (!observed) throw new IdentityError("not-ours", `instance ${document.instanceId} does not exist here`);
     if (request.kind === "deregister") {
       // A shutting-down agent still proves who it is; its instance may no longer be "running".
@@ -157,7 +158,7 @@ async function handle(request: DnsRequest): Promise<DnsResult> {
     await route53.send(
       new ChangeResourceRecordSetsCommand(upsertInput(ENV.SPAWN_HOSTED_ZONE_ID, zone, records)),
     );
-    await ec2.send(
+    await ec2(document.region).send(
       new CreateTagsCommand({
         Resources: [document.instanceId],
         Tags: [{ Key: DNS_TAG, Value: `${name} ${records.ip}` }],

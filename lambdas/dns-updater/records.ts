@@ -20,7 +20,6 @@ import {
 import { IdentityError } from "#providers/aws/identity.js";
 
 export const DNS_TTL = 60;
-export const DNS_TAG = "spawn:dns";
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** A DNS label, or a refusal naming the value (a caller's name is a claim like any other). */

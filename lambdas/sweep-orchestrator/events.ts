@@ -6,6 +6,7 @@
  * message about the schema it was meant for, and normalizes the result.
  */
 import { z } from "zod";
+import { parseTraceparent } from "#core/traceparent.js";
 import { SWEEP_SUBMITTED } from "#providers/aws/events.js";
 import { BadEventError } from "../shared/middleware.js";
 
@@ -44,7 +45,15 @@ export const InstanceStateChange = ec2Envelope(
 export const Tick = z.strictObject({ kind: z.literal("tick") });
 
 /** A sweep the CLI just created. */
-export const SweepKick = z.strictObject({ kind: z.literal("sweep"), sweepId: z.string().min(1).max(200) });
+export const SweepKick = z.strictObject({
+  kind: z.literal("sweep"),
+  sweepId: z.string().min(1).max(200),
+  /** The launching command's W3C trace context; logged with the pass it starts. */
+  traceparent: z
+    .string()
+    .refine((v) => parseTraceparent(v) !== undefined, "must be a W3C traceparent (00-<trace>-<span>-<flags>)")
+    .optional(),
+});
 
 /** The same kick as EventBridge delivers it when the rule passes the whole event. */
 export const SweepKickEnvelope = z.object({
@@ -56,7 +65,7 @@ export const SweepKickEnvelope = z.object({
 /** What the handler works with after validation. */
 export type OrchestratorEvent =
   | { kind: "tick" }
-  | { kind: "sweep"; sweepId: string }
+  | { kind: "sweep"; sweepId: string; traceparent?: string }
   | {
       kind: "instance";
       cause: "interruption" | "rebalance" | "state-change";

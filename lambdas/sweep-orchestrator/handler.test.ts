@@ -14,6 +14,7 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
+import { GetInstanceProfileCommand, IAMClient, NoSuchEntityException } from "@aws-sdk/client-iam";
 import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import type { Context } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
@@ -30,6 +31,7 @@ import { type DynamoEngine, startDynalite } from "../../test/helpers/dynamo.js";
 const ec2 = mockClient(EC2Client);
 const ssm = mockClient(SSMClient);
 const eb = mockClient(EventBridgeClient);
+const iam = mockClient(IAMClient);
 
 const PREFIX = `orch${randomUUID().slice(0, 6)}-`;
 const LAUNCH_CONFIG = {
@@ -156,7 +158,13 @@ beforeEach(() => {
   ec2.reset();
   ssm.reset();
   eb.reset();
+  iam.reset();
   fakeEc2();
+  // These sweeps were written without a role of their own (as a schedule's or a queue's are):
+  // their instances keep the launch template's profile (ADR 36).
+  iam
+    .on(GetInstanceProfileCommand)
+    .rejects(new NoSuchEntityException({ message: "no such profile", $metadata: {} }));
   ssm.on(GetParameterCommand).resolves({ Parameter: { Value: JSON.stringify(LAUNCH_CONFIG) } });
   eb.on(PutEventsCommand).callsFake(async (input) => ({
     FailedEntryCount: 0,
@@ -203,6 +211,8 @@ describe("sweep-orchestrator handler", () => {
     const result = await invoke({ kind: "tick" });
     // Then both are reconciled: a asks for 2 instances (max_instances), b for 1 (its open work)
     expect(result).toMatchObject({ kind: "tick", deferred: [], launched: 3 });
+    // Each sweep's own instance profile was looked up; these have none, so the template's is used
+    expect(iam.commandCalls(GetInstanceProfileCommand).length).toBeGreaterThanOrEqual(2);
     const bySweep = new Map(
       fleetCalls().map((input) => [
         input.TagSpecifications?.[0]?.Tags?.find((t) => t.Key === "spawn:sweep")?.Value,

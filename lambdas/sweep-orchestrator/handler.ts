@@ -10,6 +10,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
+import { IAMClient } from "@aws-sdk/client-iam";
 import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import middy from "@middy/core";
 import { type Catalog, rankOffers } from "#core/placement.js";
@@ -19,12 +20,15 @@ import { Ec2Compute } from "#providers/aws/ec2-compute.js";
 import { Ec2Throttle } from "#providers/aws/ec2-throttle.js";
 import { EventBridgeSink } from "#providers/aws/events.js";
 import { type LaunchConfig, parseLaunchConfig } from "#providers/aws/launch-config.js";
+import { SweepProfiles } from "#providers/aws/sweep-role.js";
 import { loadCatalog } from "#providers/catalog/catalog.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
+import { emitMetrics } from "../shared/emf.js";
 import { requireEnv } from "../shared/env.js";
 import { lambdaLogger } from "../shared/logger.js";
 import { handleErrors, type LoggedContext, logContext, validateEvent } from "../shared/middleware.js";
 import { type OrchestratorEvent, parseOrchestratorEvent } from "./events.js";
+import { orchestratorMetrics } from "./metrics.js";
 import { type OrchestratorResult, orchestrate } from "./orchestrate.js";
 
 /** The environment contract with the stack (docs/aws.md); read once, at cold start. */
@@ -38,6 +42,11 @@ export const ENV = requireEnv([
   "SPAWN_INSTANCE_PROFILE_ARN",
   "SPAWN_HOME_REGION",
 ]);
+/** Set only when the stack has hostnames: instances are tagged with them (docs/dns.md). */
+const DNS =
+  process.env.SPAWN_DNS_UPDATER && process.env.SPAWN_DNS_ZONE
+    ? { functionName: process.env.SPAWN_DNS_UPDATER, zone: process.env.SPAWN_DNS_ZONE }
+    : undefined;
 
 const logger = lambdaLogger("sweep-orchestrator");
 
@@ -81,6 +90,9 @@ function ec2Compute(): Ec2Compute {
     },
     launchConfig,
     stack: ENV.SPAWN_STACK_NAME,
+    // Each sweep's instances get its own role (ADR 36); sweeps launched without one keep the template's.
+    sweepProfiles: new SweepProfiles(new IAMClient({}), ENV.SPAWN_STACK_NAME),
+    ...(DNS ? { dns: DNS } : {}),
     throttle: new Ec2Throttle({ clock: systemClock }),
   });
 }
@@ -106,7 +118,11 @@ function containerDeps(): ReconcileDeps {
 
 const correlate = (event: OrchestratorEvent) =>
   event.kind === "sweep"
-    ? { event: "sweep", sweepId: event.sweepId }
+    ? {
+        event: "sweep",
+        sweepId: event.sweepId,
+        ...(event.traceparent ? { traceparent: event.traceparent } : {}),
+      }
     : event.kind === "instance"
       ? { event: event.cause, ec2InstanceId: event.ec2InstanceId, region: event.region }
       : { event: "tick" };
@@ -115,9 +131,20 @@ export const handler = middy<OrchestratorEvent, OrchestratorResult, Error, Logge
   .use(validateEvent(parseOrchestratorEvent))
   .use(logContext(logger, correlate))
   .use(handleErrors(logger))
-  .handler((event, context) =>
-    orchestrate(containerDeps(), event, {
+  .handler(async (event, context) => {
+    const started = performance.now();
+    const result = await orchestrate(containerDeps(), event, {
       log: context.log,
       remainingMs: () => context.getRemainingTimeInMillis(),
-    }),
-  );
+    });
+    // CloudWatch metrics as EMF log lines: no client, no call, no added latency.
+    emitMetrics(
+      orchestratorMetrics(event, result, performance.now() - started),
+      {
+        fn: "sweep-orchestrator",
+        event: event.kind,
+      },
+      { properties: correlate(event) },
+    );
+    return result;
+  });

@@ -16,6 +16,7 @@ import type { InstanceRecord, SweepRecord } from "#core/model.js";
 import type { Offer } from "#core/placement.js";
 import { parseSpec, type SweepSpecInput } from "#core/spec.js";
 import { ec2Error, poolKey, SimClock, SimEc2, seeded } from "../../test/helpers/sim-ec2.js";
+import { DNS_UPDATER_TAG } from "./dns.js";
 import { clientToken, Ec2Compute, type Ec2ComputeOptions, launchStages } from "./ec2-compute.js";
 import { Ec2Throttle } from "./ec2-throttle.js";
 
@@ -125,8 +126,9 @@ describe("CreateFleet inputs (mocked EC2)", () => {
     ],
   });
   const sleeps: number[] = [];
-  const make = () =>
+  const make = (extra: Pick<Ec2ComputeOptions, "dns"> = {}) =>
     new Ec2Compute({
+      ...extra,
       client,
       offersFor: () => OFFERS,
       launchConfig,
@@ -152,6 +154,23 @@ describe("CreateFleet inputs (mocked EC2)", () => {
         { ZoneName: "us-west-2b", ZoneId: "usw2-az2" },
       ],
     });
+  });
+
+  test("tags instances with the dns-updater's name when the stack has hostnames, and only then", async () => {
+    ec2.on(CreateFleetCommand).resolves({ Instances: [{ InstanceIds: ["i-0c"], Lifecycle: "spot" }] });
+    const tagsOf = (call: number) =>
+      ec2.commandCalls(CreateFleetCommand)[call]!.args[0].input.TagSpecifications!.map((t) => t.Tags);
+
+    await make({ dns: { functionName: "spawn-prod-dns", zone: "spawn.example.com" } }).launch({
+      sweep: sweep({}),
+      instanceIds: ids(1),
+      deadline: NOW + 7_200_000,
+    });
+    await make().launch({ sweep: sweep({}), instanceIds: ids(1, 5), deadline: NOW + 7_200_000 });
+
+    for (const tags of tagsOf(0))
+      expect(tags).toContainEqual({ Key: DNS_UPDATER_TAG, Value: "spawn-prod-dns spawn.example.com" });
+    for (const tags of tagsOf(1)) expect(tags!.map((t) => t.Key)).not.toContain(DNS_UPDATER_TAG);
   });
 
   test("one instant spot fleet over types × subnets, price-capacity-optimized, tagged, with a ClientToken", async () => {

@@ -18,12 +18,18 @@
  * Idempotency: every fleet request carries a ClientToken derived from the sweep's reserved
  * instance ids of that batch and the region, so a retried call (the SDK's own retry, a throttling
  * retry, a repeated invocation) gets the same fleet back from EC2 instead of a second one.
+ *
+ * Gang sweeps (`nodes` above 1) launch whole gangs only, into the sweep's cluster placement
+ * group, in the zone its live instances are in, with EFA when asked (gang-launch.ts,
+ * docs/adr/0028-gangs-on-ec2.md).
  */
 import { createHash } from "node:crypto";
 import {
   CreateFleetCommand,
   type CreateFleetCommandInput,
   type CreateFleetCommandOutput,
+  CreatePlacementGroupCommand,
+  type DeletePlacementGroupCommand,
   DescribeAvailabilityZonesCommand,
   type DescribeAvailabilityZonesCommandOutput,
   DescribeInstancesCommand,
@@ -35,11 +41,29 @@ import {
 import type { InstanceRecord, Placement, SweepRecord } from "#core/model.js";
 import { marketsFor, type Offer, slotsOn } from "#core/placement.js";
 import type { Compute, LaunchRequest, LaunchResult, ObservedInstance } from "#core/ports.js";
+import { DNS_UPDATER_TAG, type DnsTarget, formatDnsTarget } from "./dns.js";
 import { type Ec2ApiName, type Ec2Throttle, isThrottling } from "./ec2-throttle.js";
+import { supportsEfa, wantsEfa } from "./efa.js";
+import {
+  deletePlacementGroup,
+  ensurePlacementGroup,
+  gangBatchSize,
+  type PlacementSender,
+  placementGroupName,
+  placementGroupZone,
+} from "./gang-launch.js";
 import type { LaunchConfig } from "./launch-config.js";
+import { isProfilePropagating, type SweepProfiles } from "./sweep-role.js";
 
 /** Per-region launch configuration written by the CDK stack (providers/aws/launch-config.ts). */
-export type RegionLaunchConfig = Pick<LaunchConfig, "launchTemplateId" | "launchTemplateVersion" | "subnets">;
+export type RegionLaunchConfig = Pick<
+  LaunchConfig,
+  | "launchTemplateId"
+  | "launchTemplateVersion"
+  | "subnets"
+  | "efaLaunchTemplateId"
+  | "efaLaunchTemplateVersion"
+>;
 
 /** What Ec2Compute needs of an EC2 client: `send`. A real EC2Client, a mock or the simulator. */
 export interface Ec2Sender {
@@ -48,7 +72,9 @@ export interface Ec2Sender {
       | CreateFleetCommand
       | DescribeInstancesCommand
       | TerminateInstancesCommand
-      | DescribeAvailabilityZonesCommand,
+      | DescribeAvailabilityZonesCommand
+      | CreatePlacementGroupCommand
+      | DeletePlacementGroupCommand,
   ): Promise<unknown>;
 }
 
@@ -69,6 +95,12 @@ export const CAPACITY_ERRORS: ReadonlySet<string> = new Set([
   "InsufficientHostCapacity",
 ]);
 
+/**
+ * Waits between CreateFleet attempts while EC2 does not know a sweep's new instance profile yet
+ * (IAM is eventually consistent; AWS documents seconds): 30 s in all, then the next pass tries again.
+ */
+export const PROFILE_PROPAGATION_WAITS_MS = [2_000, 4_000, 8_000, 16_000] as const;
+
 /** EC2 state reasons for an instance spot took back. */
 const PREEMPTION_REASONS = new Set(["Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"]);
 
@@ -81,6 +113,14 @@ export interface Ec2ComputeOptions {
   launchConfig: (region: string) => Promise<RegionLaunchConfig>;
   /** The stack name, tagged on every instance (`spawn:stack`). */
   stack: string;
+  /** The dns-updater and zone, tagged on every instance when the stack has hostnames (docs/dns.md). */
+  dns?: DnsTarget;
+  /**
+   * The per-sweep instance profiles (sweep-role.ts, docs/adr/0036-per-sweep-instance-role.md): a
+   * sweep that has one launches with it, and release deletes it. Absent: every instance gets the
+   * launch template's shared profile.
+   */
+  sweepProfiles?: Pick<SweepProfiles, "profileArn" | "release">;
   /** Shared token buckets and backoff; its clock and sleep are used for every wait. */
   throttle: Ec2Throttle;
   /** Longest a launch waits for the RunInstances bucket before leaving the rest to the next pass. @default 60 s */
@@ -98,6 +138,17 @@ interface Stage {
   region: string;
   market: Offer["market"];
   offers: readonly Offer[];
+}
+
+/** How a gang sweep's fleets are made (all or nothing, in the placement group). */
+interface GangFleet {
+  /** The sweep's cluster placement group (gang-launch.ts placementGroupName). */
+  group: string;
+  /** The zone (ID) the sweep's live instances are in: a placement group spans one zone. */
+  zoneId?: string;
+  efa: boolean;
+  /** Regions this launch has made sure the placement group exists in. */
+  ready: Set<string>;
 }
 
 /** What one fleet request produced. */
@@ -163,9 +214,13 @@ export function fleetTags(
     { Key: "spawn:sweep", Value: sweepId },
     { Key: "spawn:stack", Value: stack },
     { Key: "spawn:deadline", Value: new Date(deadline).toISOString() },
-    // The batch: first and last of our instance ids (ranks) this fleet launched.
-    { Key: "spawn:launch", Value: `${instanceIds[0]}..${instanceIds[instanceIds.length - 1]}` },
+    { Key: "spawn:launch", Value: launchLabel(instanceIds) },
   ];
+}
+
+/** The `spawn:launch` tag of a fleet: the first and last of the instance ids it launched. */
+export function launchLabel(instanceIds: readonly string[]): string {
+  return `${instanceIds[0]}..${instanceIds[instanceIds.length - 1]}`;
 }
 
 const errorName = (error: unknown) =>
@@ -226,20 +281,85 @@ export class Ec2Compute implements Compute {
     return slotsOn(sweep.spec.resources, first?.gpus ?? 0);
   }
 
+  /** A sender bound to one region, for gang-launch.ts. */
+  private placementSender(region: string): PlacementSender {
+    const api = (command: Parameters<PlacementSender>[0]): Ec2ApiName =>
+      command instanceof DescribeInstancesCommand
+        ? "DescribeInstances"
+        : command instanceof CreatePlacementGroupCommand
+          ? "CreatePlacementGroup"
+          : "DeletePlacementGroup";
+    return (command) => this.send(region, api(command), command);
+  }
+
+  /**
+   * Where a gang sweep's next fleet must go: the region and zone (ID) of an instance still in its
+   * placement group (members reach each other by private address, and a cluster placement group
+   * spans one zone), or anywhere (undefined) when none is left. Throws when a region cannot say:
+   * launching elsewhere could split the sweep.
+   */
+  private async gangAnchor(
+    group: string,
+    regions: ReadonlySet<string>,
+    launching: ReadonlySet<string>,
+  ): Promise<{ region: string; zoneId: string } | undefined> {
+    for (const region of regions) {
+      const zone = await placementGroupZone(this.placementSender(region), group, launching);
+      if (zone) return { region, zoneId: (await this.zones(region)).get(zone) ?? zone };
+    }
+    return undefined;
+  }
+
   async launch(request: LaunchRequest): Promise<LaunchResult[]> {
     const { sweep } = request;
     const deadline = request.deadline ?? this.clock.now() + sweep.spec.ttl;
-    const stages = launchStages(sweep, await this.o.offersFor(sweep));
+    const nodes = sweep.spec.nodes;
+    const efa = wantsEfa(sweep.spec);
+    const offers = await this.o.offersFor(sweep);
+    let profile: string | undefined;
+    try {
+      profile = await this.o.sweepProfiles?.profileArn(sweep.sweepId);
+    } catch (error) {
+      // Never the shared profile instead: the task would run without its grants, the agent unconfined.
+      const message = `cannot look up the sweep's instance profile: ${errorText(error)}`;
+      return request.instanceIds.map((instanceId) => ({ instanceId, error: message }));
+    }
+    // An EFA interface needs a type that has one (the plan refuses a spec that allows none).
+    const stages = launchStages(sweep, efa ? offers.filter((o) => supportsEfa(o.instanceType)) : offers);
     const results: LaunchResult[] = [];
     const problems: string[] = [];
     if (stages.length === 0)
-      problems.push(`no offer matches the spec's resources (${launchMarkets(sweep).join(", ")})`);
+      problems.push(
+        `no offer matches the spec's resources (${launchMarkets(sweep).join(", ")}${efa ? ", with EFA for resources.efa" : ""})`,
+      );
     const skip = new Set<Stage>();
     for (const stage of stages) {
       const reason = this.coolingReason(stage);
       if (reason) {
         skip.add(stage);
         problems.push(`${stage.region} ${stage.market} skipped for now: ${reason}`);
+      }
+    }
+    let gang: GangFleet | undefined;
+    if (nodes > 1) {
+      gang = { group: placementGroupName(this.o.stack, sweep.sweepId), efa, ready: new Set() };
+      // This launch's own batches, as tagged: found in the group, they are a retry's, not an anchor.
+      const launching = new Set<string>();
+      for (let i = 0; i < request.instanceIds.length; ) {
+        const size = gangBatchSize(request.instanceIds.length - i, nodes);
+        launching.add(launchLabel(request.instanceIds.slice(i, i + size)));
+        i += size;
+      }
+      try {
+        // Every region of the chain, cooling ones too: the sweep's instances may be there.
+        const anchor = await this.gangAnchor(gang.group, new Set(stages.map((s) => s.region)), launching);
+        if (anchor) {
+          gang.zoneId = anchor.zoneId;
+          for (const s of stages) if (s.region !== anchor.region) skip.add(s);
+        }
+      } catch (error) {
+        for (const s of stages) skip.add(s);
+        problems.push(`cannot tell where the sweep's gangs run: ${errorText(error)}`);
       }
     }
     const waitUntil = this.clock.now() + (this.o.maxLaunchWaitMs ?? 60_000);
@@ -256,21 +376,27 @@ export class Ec2Compute implements Compute {
         // What the budget still allows here, each instance at the stage's dearest price until its deadline.
         const dearest = Math.max(...stage.offers.map((o) => o.pricePerHour));
         const affordable = dearest * hours > 0 ? Math.floor(budgetLeft / (dearest * hours)) : pending.length;
-        if (affordable <= 0) {
+        // A gang sweep launches one gang per fleet, whole or not at all.
+        const least = gang ? gangBatchSize(pending.length, nodes) : 1;
+        if (affordable < least) {
           skip.add(stage);
           problems.push(
-            `budget: $${Math.max(0, budgetLeft).toFixed(2)} left is less than one instance until its deadline`,
+            `budget: $${Math.max(0, budgetLeft).toFixed(2)} left is less than ${least === 1 ? "one instance" : `a gang of ${least} instances`} until its deadline`,
           );
           continue;
         }
         const bucket = this.o.throttle.instanceBucket(stage.region);
-        const granted = bucket.take(Math.min(pending.length, affordable));
+        let granted = bucket.take(gang ? least : Math.min(pending.length, affordable));
+        if (granted < least) {
+          bucket.refund(granted);
+          granted = 0;
+        }
         if (granted === 0) {
           starved = true;
           continue;
         }
         const batch = pending.slice(0, granted);
-        const outcome = await this.fleet(stage, sweep, batch, deadline);
+        const outcome = await this.fleet(stage, sweep, batch, deadline, profile, gang);
         bucket.refund(granted - outcome.launched.length);
         outcome.launched.forEach((l, i) => {
           budgetLeft -= l.placement.pricePerHour * hours;
@@ -283,6 +409,12 @@ export class Ec2Compute implements Compute {
         });
         pending = [...batch.slice(outcome.launched.length), ...pending.slice(granted)];
         if (outcome.launched.length > 0) progressed = true;
+        const landed = outcome.launched[0]?.placement;
+        if (gang && landed && !gang.zoneId) {
+          // The sweep's first gang chose the zone; every later one follows it there.
+          gang.zoneId = landed.az;
+          for (const s of stages) if (s.region !== stage.region) skip.add(s);
+        }
         if (outcome.problem) {
           skip.add(stage);
           problems.push(`${stage.region} ${stage.market}: ${outcome.problem}`);
@@ -295,12 +427,16 @@ export class Ec2Compute implements Compute {
               outcome.problem,
             );
         }
+        // One gang per fleet: the next gang starts again from the preferred stage.
+        if (gang && landed) break;
       }
       if (pending.length === 0 || progressed) continue;
       if (!starved) break;
       // Every usable stage is waiting for its region's RunInstances bucket: wait for the first
       // that can take a worthwhile batch, unless that is later than this launch may wait.
-      const want = Math.min(pending.length, this.o.minBatch ?? 50);
+      const want = gang
+        ? gangBatchSize(pending.length, nodes)
+        : Math.min(pending.length, this.o.minBatch ?? 50);
       const wait = Math.min(
         ...stages
           .filter((s) => !skip.has(s))
@@ -319,12 +455,17 @@ export class Ec2Compute implements Compute {
     return results;
   }
 
-  /** One CreateFleet (instant) for `batch` in one stage; maps what came back to placements. */
+  /**
+   * One CreateFleet (instant) for `batch` in one stage; maps what came back to placements. For a
+   * gang: all or nothing (MinTargetCapacity, one type, one zone), into the placement group.
+   */
   private async fleet(
     stage: Stage,
     sweep: SweepRecord,
     batch: readonly string[],
     deadline: number,
+    profile: string | undefined,
+    gang?: GangFleet,
   ): Promise<FleetOutcome> {
     let config: RegionLaunchConfig;
     let zones: Map<string, string>;
@@ -334,8 +475,37 @@ export class Ec2Compute implements Compute {
     } catch (error) {
       return { launched: [], problem: `no launch configuration: ${errorText(error)}`, regionFailed: true };
     }
-    // Offers name AZs by ID; the stack's subnets by name.
-    const subnets = config.subnets.map((s) => ({ subnetId: s.subnetId, az: zones.get(s.az) ?? s.az }));
+    const template = gang?.efa
+      ? { id: config.efaLaunchTemplateId, version: config.efaLaunchTemplateVersion }
+      : { id: config.launchTemplateId, version: config.launchTemplateVersion };
+    if (!template.id || !template.version) {
+      return {
+        launched: [],
+        problem:
+          "resources.efa: the stack's launch configuration here has no EFA launch template; redeploy the stack (spawn deploy)",
+        regionFailed: true,
+      };
+    }
+    if (gang && !gang.ready.has(stage.region)) {
+      try {
+        await ensurePlacementGroup(this.placementSender(stage.region), gang.group, [
+          { Key: "spawn:sweep", Value: sweep.sweepId },
+          { Key: "spawn:stack", Value: this.o.stack },
+        ]);
+      } catch (error) {
+        if (isThrottling(error)) return { launched: [], problem: `throttled: ${errorText(error)}` };
+        return {
+          launched: [],
+          problem: `cannot create placement group ${gang.group}: ${errorText(error)}`,
+          regionFailed: true,
+        };
+      }
+      gang.ready.add(stage.region);
+    }
+    // Offers name AZs by ID; the stack's subnets by name. A gang follows the sweep's zone.
+    const subnets = config.subnets
+      .map((s) => ({ subnetId: s.subnetId, az: zones.get(s.az) ?? s.az }))
+      .filter((s) => !gang?.zoneId || s.az === gang.zoneId);
     const subnetAz = new Map(subnets.map((s) => [s.subnetId, s.az]));
     const maxPrice = sweep.spec.resources.max_price;
     const overrides: FleetLaunchTemplateOverridesRequest[] = [];
@@ -347,24 +517,35 @@ export class Ec2Compute implements Compute {
           InstanceType: offer.instanceType as FleetLaunchTemplateOverridesRequest["InstanceType"],
           SubnetId: subnet.subnetId,
           ...(stage.market === "spot" && maxPrice !== undefined ? { MaxPrice: String(maxPrice) } : {}),
+          ...(gang ? { Placement: { GroupName: gang.group } } : {}),
+          // Instant fleets take the profile as an override, over the launch template's shared one.
+          ...(profile ? { IamInstanceProfile: { Arn: profile } } : {}),
         });
         offerOf.set(`${offer.instanceType}/${offer.az}`, offer);
       }
     }
     if (overrides.length === 0) {
-      return { launched: [], problem: "no subnet of the stack in the offers' zones", regionFailed: true };
+      return {
+        launched: [],
+        problem: gang?.zoneId
+          ? `no offer in zone ${gang.zoneId}, where the sweep's gangs run`
+          : "no subnet of the stack in the offers' zones",
+        regionFailed: !gang?.zoneId,
+      };
     }
     const tags = fleetTags(this.o.stack, sweep.sweepId, batch, deadline);
+    if (this.o.dns) tags.push({ Key: DNS_UPDATER_TAG, Value: formatDnsTarget(this.o.dns) });
     const spot = stage.market === "spot";
+    // EC2 launches all of a gang or none of it, of one type in one zone.
+    const whole = gang
+      ? { SingleInstanceType: true, SingleAvailabilityZone: true, MinTargetCapacity: batch.length }
+      : {};
     const input: CreateFleetCommandInput = {
       Type: "instant",
       ClientToken: clientToken(stage.region, stage.market, batch),
       LaunchTemplateConfigs: [
         {
-          LaunchTemplateSpecification: {
-            LaunchTemplateId: config.launchTemplateId,
-            Version: config.launchTemplateVersion,
-          },
+          LaunchTemplateSpecification: { LaunchTemplateId: template.id, Version: template.version },
           Overrides: overrides,
         },
       ],
@@ -374,11 +555,12 @@ export class Ec2Compute implements Compute {
         ...(spot ? { SpotTargetCapacity: batch.length } : { OnDemandTargetCapacity: batch.length }),
       },
       ...(spot
-        ? { SpotOptions: { AllocationStrategy: "price-capacity-optimized" } }
+        ? { SpotOptions: { AllocationStrategy: "price-capacity-optimized", ...whole } }
         : {
             OnDemandOptions: {
               AllocationStrategy: "lowest-price",
               ...(maxPrice !== undefined ? { MaxTotalPrice: String(maxPrice * batch.length) } : {}),
+              ...whole,
             },
           }),
       TagSpecifications: [
@@ -388,13 +570,14 @@ export class Ec2Compute implements Compute {
     };
     let out: CreateFleetCommandOutput;
     try {
-      out = await this.send<CreateFleetCommandOutput>(
-        stage.region,
-        "CreateFleet",
-        new CreateFleetCommand(input),
-      );
+      out = await this.createFleet(stage.region, input, profile !== undefined);
     } catch (error) {
       if (isThrottling(error)) return { launched: [], problem: `throttled: ${errorText(error)}` };
+      if (isProfilePropagating(errorName(error), (error as Error).message))
+        return {
+          launched: [],
+          problem: `the sweep's instance profile is not usable yet: ${errorText(error)}`,
+        };
       if (CAPACITY_ERRORS.has(errorName(error))) return { launched: [], problem: errorText(error) };
       return { launched: [], problem: errorText(error), regionFailed: true };
     }
@@ -434,15 +617,71 @@ export class Ec2Compute implements Compute {
     const codes = [...new Set((out.Errors ?? []).map((e) => e.ErrorCode ?? "unknown"))];
     const detail = (out.Errors ?? [])[0]?.ErrorMessage;
     const capacity = codes.length === 0 || codes.some((c) => CAPACITY_ERRORS.has(c));
-    return {
-      launched,
-      problem: `${launched.length} of ${batch.length} launched${codes.length ? ` (${codes.join(", ")}${detail ? `: ${detail}` : ""})` : ""}`,
-      regionFailed: !capacity,
-    };
+    let problem = `${launched.length} of ${batch.length} launched${codes.length ? ` (${codes.join(", ")}${detail ? `: ${detail}` : ""})` : ""}`;
+    if (gang && launched.length > 0) {
+      // MinTargetCapacity should make this impossible; part of a gang could never start, so it goes.
+      await this.terminateIds(
+        stage.region,
+        launched.map((l) => l.ec2Id),
+      );
+      problem += `; terminated them: a gang of ${batch.length} starts whole or not at all`;
+      return { launched: [], problem, regionFailed: !capacity };
+    }
+    return { launched, problem, regionFailed: !capacity };
+  }
+
+  /**
+   * CreateFleet; with a sweep's own profile, retried with PROFILE_PROPAGATION_WAITS_MS while EC2
+   * answers "Invalid IAM Instance Profile" (thrown, or as the fleet's only errors) for a profile
+   * IAM has not propagated yet. Each retry is a new request: under the same ClientToken EC2 would
+   * return the failed fleet again. The tokens stay deterministic, so a repeated invocation still
+   * launches nothing twice.
+   */
+  private async createFleet(
+    region: string,
+    input: CreateFleetCommandInput,
+    withProfile: boolean,
+  ): Promise<CreateFleetCommandOutput> {
+    for (let attempt = 0; ; attempt++) {
+      const retry = withProfile && attempt < PROFILE_PROPAGATION_WAITS_MS.length;
+      const command = new CreateFleetCommand(
+        attempt === 0 ? input : { ...input, ClientToken: `${input.ClientToken}-p${attempt}` },
+      );
+      try {
+        const out = await this.send<CreateFleetCommandOutput>(region, "CreateFleet", command);
+        const propagating =
+          (out.Instances ?? []).length === 0 &&
+          (out.Errors ?? []).some((e) => isProfilePropagating(e.ErrorCode, e.ErrorMessage));
+        if (!propagating || !retry) return out;
+      } catch (error) {
+        if (!retry || !isProfilePropagating(errorName(error), (error as Error).message)) throw error;
+      }
+      await this.o.throttle.sleep(PROFILE_PROPAGATION_WAITS_MS[attempt] as number);
+    }
   }
 
   async terminate(instances: readonly InstanceRecord[], _reason: string): Promise<void> {
     for (const [region, ids] of byRegion(instances)) await this.terminateIds(region, ids);
+  }
+
+  /**
+   * Deletes the sweep's own role and instance profile, and a gang sweep's placement group in every
+   * region it may have been made in (the spec's regions with offers, and those its instances ran
+   * in). Idempotent. Returns what is still held: a group keeps its instances until they are fully
+   * terminated, a minute or so after the call.
+   */
+  async release(sweep: SweepRecord, instances: readonly InstanceRecord[]): Promise<string | undefined> {
+    // Its instances are terminated: nothing can launch with the profile again.
+    await this.o.sweepProfiles?.release(sweep.sweepId);
+    if (sweep.spec.nodes <= 1) return undefined;
+    const group = placementGroupName(this.o.stack, sweep.sweepId);
+    const regions = new Set(regionOrder(sweep, await this.o.offersFor(sweep)));
+    for (const instance of instances) if (instance.placement) regions.add(instance.placement.region);
+    const held: string[] = [];
+    for (const region of regions) {
+      if ((await deletePlacementGroup(this.placementSender(region), group)) === "in-use") held.push(region);
+    }
+    return held.length > 0 ? `placement group ${group} still has instances in ${held.join(", ")}` : undefined;
   }
 
   /** TerminateInstances in batches; ids EC2 no longer knows are dropped and the rest sent again. */

@@ -24,6 +24,8 @@ export const EC2_API = {
   TerminateInstances: "mutating",
   DescribeInstances: "non-mutating",
   DescribeAvailabilityZones: "non-mutating",
+  CreatePlacementGroup: "mutating",
+  DeletePlacementGroup: "mutating",
 } as const;
 export type Ec2ApiName = keyof typeof EC2_API;
 

@@ -143,14 +143,22 @@ export class EventBridgeSink implements EventSink {
   }
 }
 
-/** The CLI's kick for a sweep it just created (see SWEEP_SUBMITTED). */
-export async function kickSweep(client: EventBridgeClient, busName: string, sweepId: string): Promise<void> {
+/**
+ * The CLI's kick for a sweep it just created (see SWEEP_SUBMITTED). `traceparent` (W3C) lets the
+ * orchestrator log its pass in the launching command's trace (docs/dashboard.md, "Tracing").
+ */
+export async function kickSweep(
+  client: EventBridgeClient,
+  busName: string,
+  sweepId: string,
+  traceparent?: string,
+): Promise<void> {
   await putEntries(client, [
     {
       EventBusName: busName,
       Source: SWEEP_SUBMITTED.source,
       DetailType: SWEEP_SUBMITTED.detailType,
-      Detail: JSON.stringify({ kind: "sweep", sweepId }),
+      Detail: JSON.stringify({ kind: "sweep", sweepId, ...(traceparent ? { traceparent } : {}) }),
     },
   ]);
 }

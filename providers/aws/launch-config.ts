@@ -36,6 +36,16 @@ export const LaunchConfig = z.strictObject({
   launchTemplateId: z.string().regex(/^lt-[0-9a-f]+$/, "must be a launch template id (lt-…)"),
   /** A version number (the one this deployment created), never `$Latest`, so a launch is reproducible. */
   launchTemplateVersion: z.string().regex(/^\d+$/, "must be a launch template version number"),
+  /**
+   * The same launch template with one Elastic Fabric Adapter as its primary network interface
+   * (security group on the interface, subnet from the fleet's override), for gangs with
+   * `resources.efa` (docs/adr/0028-gangs-on-ec2.md). Absent in configurations written before it.
+   */
+  efaLaunchTemplateId: z
+    .string()
+    .regex(/^lt-[0-9a-f]+$/, "must be a launch template id (lt-…)")
+    .optional(),
+  efaLaunchTemplateVersion: z.string().regex(/^\d+$/, "must be a launch template version number").optional(),
   /** Public subnets, one per availability zone the stack covers in this region. */
   subnets: z.array(LaunchSubnet).min(1),
   securityGroupId: z.string().regex(/^sg-[0-9a-f]+$/, "must be a security group id (sg-…)"),

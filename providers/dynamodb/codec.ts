@@ -17,15 +17,16 @@ import {
   TaskRecord,
   type TaskStatus,
 } from "../../core/model.js";
+import { QueueJob, QueueSettings } from "../../core/queue.js";
 import { Duration, SweepSpec } from "../../core/spec.js";
 import { LIVE_SHARDS, ORDERED_KEY_DIGITS, SWEEP_ACTIVE_PK, SWEEP_LIST_PK } from "./tables.js";
 
 export type Item = Record<string, unknown>;
 
 // ---------------------------------------------------------------------------------------------
-// Spec: a parsed spec holds durations as milliseconds, but the schema reads a bare number as
-// seconds. Stored specs therefore write every duration as "<ms>ms", which the same schema
-// parses back to the same number: SweepRecord.parse is idempotent over a store round-trip.
+// Spec (and a queue's settings and jobs): a parsed spec holds durations as milliseconds, but the
+// schema reads a bare number as seconds. Stored specs therefore write every duration as "<ms>ms",
+// which the same schema parses back to the same number: parsing is idempotent over a round-trip.
 
 type AnySchema = z.core.$ZodType;
 
@@ -76,16 +77,23 @@ export function encodeSpec(spec: SweepSpec): string {
   return JSON.stringify(encodeDurations(SweepSpec, spec));
 }
 
+/** A queue job as stored on its task: JSON text, durations as "<ms>ms". */
+function encodeJob(job: unknown): string {
+  return JSON.stringify(encodeDurations(QueueJob, job));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sweeps
 
 export function sweepToItem(sweep: SweepRecord): Item {
   const spec = encodeSpec(sweep.spec);
+  const queue = sweep.queue === undefined ? undefined : encodeDurations(QueueSettings, sweep.queue);
   // Validate the form that will be read back, not the in-memory one (durations differ).
-  const record = SweepRecord.parse({ ...sweep, spec: JSON.parse(spec) });
+  const record = SweepRecord.parse({ ...sweep, spec: JSON.parse(spec), queue });
   return withoutUndefined({
     ...record,
     spec,
+    queue,
     listPk: SWEEP_LIST_PK,
     activePk: record.active ? SWEEP_ACTIVE_PK : undefined,
   });
@@ -157,11 +165,13 @@ export function taskIndexAttributes(
 }
 
 export function taskToItem(task: TaskRecord): Item {
-  const record = TaskRecord.parse(task);
+  const job = task.job === undefined ? undefined : encodeJob(task.job);
+  const record = TaskRecord.parse({ ...task, job: job === undefined ? undefined : JSON.parse(job) });
   const pk = taskPk(record.sweepId, record.shard);
   return withoutUndefined({
     ...record,
     pk,
+    job,
     params: JSON.stringify(record.params),
     metrics: record.metrics === undefined ? undefined : JSON.stringify(record.metrics),
     readyKey: readyKey(record.readyAt, record.index),
@@ -179,10 +189,12 @@ export function itemToTask(item: Item): TaskRecord {
     leaseKey: _l,
     params,
     metrics,
+    job,
     ...rest
   } = item;
   return TaskRecord.parse({
     ...rest,
+    job: typeof job === "string" ? JSON.parse(job) : job,
     params: typeof params === "string" ? JSON.parse(params) : params,
     metrics: typeof metrics === "string" ? JSON.parse(metrics) : metrics,
   });
@@ -191,6 +203,7 @@ export function itemToTask(item: Item): TaskRecord {
 /** How update values are stored, per field (identity unless listed). */
 export const TASK_FIELD_ENCODERS: Record<string, (value: unknown) => unknown> = {
   metrics: (value) => JSON.stringify(value),
+  job: encodeJob,
 };
 
 // ---------------------------------------------------------------------------------------------

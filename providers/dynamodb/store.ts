@@ -347,6 +347,11 @@ export class DynamoStateStore implements StateStore {
       leaseExpiresAt: expect.leaseExpiresAt,
     };
     const expr = new Expression();
+    // A nested path (`gang.epoch`), so it is written here rather than by conditionExpression.
+    const gangEpoch =
+      expect.gangEpoch === undefined
+        ? ""
+        : ` AND ${expr.name("gang")}.${expr.name("epoch")} = ${expr.value(expect.gangEpoch)}`;
     // Index partition keys follow `status` (set when entering pending/running, removed when
     // leaving); index sort keys mirror readyAt and leaseExpiresAt whatever the status.
     const set: Record<string, unknown> = {};
@@ -360,7 +365,7 @@ export class DynamoStateStore implements StateStore {
     else if (update.leaseExpiresAt === null) remove.push("leaseKey");
     const item = await this.conditionalUpdate(
       `task ${index} of sweep ${sweepId} (shard ${shard})`,
-      expected,
+      expect.gangEpoch === undefined ? expected : { ...expected, "gang.epoch": expect.gangEpoch },
       expect.leaseOwner !== undefined ? LeaseLostError : undefined,
       {
         TableName: this.tables.tasks,
@@ -372,7 +377,7 @@ export class DynamoStateStore implements StateStore {
           encoders: TASK_FIELD_ENCODERS,
           noopAttribute: "status",
         }),
-        ConditionExpression: conditionExpression(expr, "pk", expected),
+        ConditionExpression: conditionExpression(expr, "pk", expected) + gangEpoch,
         expr,
       },
     );

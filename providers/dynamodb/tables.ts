@@ -23,6 +23,7 @@ export interface TableNames {
   scheduleHistory: string;
   alerts: string;
   alertHistory: string;
+  teams: string;
 }
 
 export function tableNames(prefix: string = DEFAULT_TABLE_PREFIX): TableNames {
@@ -34,6 +35,7 @@ export function tableNames(prefix: string = DEFAULT_TABLE_PREFIX): TableNames {
     scheduleHistory: `${prefix}schedule-history`,
     alerts: `${prefix}alerts`,
     alertHistory: `${prefix}alert-history`,
+    teams: `${prefix}teams`,
   };
 }
 
@@ -59,6 +61,8 @@ export const INDEX = {
   schedulesDue: "due",
   /** alert-history: sparse (events about a sweep), by firedKey (firedAt, then alertKey#eventKey). */
   alertHistoryBySweep: "by-sweep",
+  /** teams: a team's members and the sweeps shared with it (`teamPk` = `team#<name>`). */
+  teamsByTeam: "by-team",
 } as const;
 
 /** Value of `listPk` on every sweep item: the partition of the owner-less `by-created` index. */
@@ -208,6 +212,18 @@ export function tableDefinitions(prefix: string = DEFAULT_TABLE_PREFIX): CreateT
         { AttributeName: "eventKey", KeyType: "RANGE" },
       ],
       GlobalSecondaryIndexes: [gsi(INDEX.alertHistoryBySweep, "sweepId", "firedKey")],
+    },
+    {
+      // The AWS dashboard's teams (team-store.ts): memberships (`user#<email>`, `team#<name>`),
+      // shares (`sweep#<id>`, `share#<team>`) and comments (`sweep#<id>`, `comment#<createdAt>#<id>`).
+      TableName: names.teams,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: attrs({ pk: "S", sk: "S", teamPk: "S", teamSk: "S" }),
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      GlobalSecondaryIndexes: [gsi(INDEX.teamsByTeam, "teamPk", "teamSk")],
     },
   ];
 }

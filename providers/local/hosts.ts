@@ -3,7 +3,7 @@
  * the stack's Route 53 zone, so peer-discovery code resolves the same names locally and on AWS
  * (docs/dns.md). One line per registered agent:
  *
- *     127.0.0.1  rank-0.lr-abc.spawn.local  lr-abc.spawn.local  # lr-abc-i0
+ *     127.0.0.1  i0.lr-abc.spawn.local  lr-abc.spawn.local  # lr-abc-i0
  *
  * i.e. `<name>.<sweep>.<zone>` and the sweep's group name, like the A and multi-value records
  * on AWS. Writers take a lock directory (mkdir is atomic; a lock older than 10 s is a dead

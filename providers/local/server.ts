@@ -11,17 +11,15 @@ import { publishingLauncher } from "#core/alerts.js";
 import { systemClock } from "#core/ports.js";
 import { reapExpiredInstances, reconcile } from "#core/reconcile.js";
 import { runDueSchedules, storedSpecLauncher } from "#core/scheduler.js";
-import { DynamoAlertStore } from "#providers/dynamodb/alert-store.js";
 import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { ensureTables } from "#providers/dynamodb/tables.js";
-import { channelSender } from "#providers/notify/channels.js";
-import { FileSecretBox } from "#providers/notify/file-secrets.js";
-import { LocalAlertBus } from "#providers/notify/local-bus.js";
+import { LocalAlertBus, localAlertDeps } from "#providers/notify/local-bus.js";
 import type { Logger } from "../log.js";
 import { ChaosMonkey } from "./chaos.js";
 import { localDynamoClient, TABLE_PREFIX } from "./client.js";
 import { ProcessCompute } from "./compute.js";
+import { type ControlPlaneHttp, ControlPlaneMetrics, serveControlPlaneHttp } from "./http.js";
 import { LocalImds } from "./imds.js";
 import { FileObjectStore } from "./objects.js";
 import type { LocalPaths } from "./paths.js";
@@ -55,6 +53,10 @@ export async function runLocalServer(
   const { paths, log } = options;
   await mkdir(paths.db, { recursive: true });
   const server = dynalite({ path: paths.db, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // /metrics and /health on the same port, and no browser reaches dynalite (providers/local/http.ts).
+  const metrics = new ControlPlaneMetrics();
+  let http: ControlPlaneHttp | undefined;
+  serveControlPlaneHttp(server, () => http);
   // Reuse the last port when it is free, so agents that outlived a restart find the store again.
   const lastPort = Number(await readFile(join(paths.home, "port"), "utf8").catch(() => "0")) || 0;
   const listen = (port: number) =>
@@ -78,13 +80,7 @@ export async function runLocalServer(
   const compute = new ProcessCompute({ paths, endpoint, agentCommand: options.agentCommand, imds });
   // Alerts: reconcile's events go through an in-process bus to the same delivery code as the alert-handler Lambda.
   const alertBus = new LocalAlertBus(
-    {
-      alerts: new DynamoAlertStore(client, TABLE_PREFIX),
-      store,
-      clock: systemClock,
-      send: channelSender({ secrets: new FileSecretBox(paths.home), home: paths.home }),
-      ...(process.env.SPAWN_DASHBOARD_URL ? { linkBase: process.env.SPAWN_DASHBOARD_URL } : {}),
-    },
+    localAlertDeps(client, TABLE_PREFIX, store, paths.home),
     log.child({ component: "alerts" }),
   );
   let alertsCheckedAt = 0;
@@ -106,6 +102,31 @@ export async function runLocalServer(
     ),
   };
 
+  const tickMs = options.tickMs ?? 500;
+  http = {
+    metrics,
+    async read() {
+      const active = await store.listActiveSweeps();
+      const counts = await Promise.all(active.map((s) => store.countOpenTasks(s.sweepId, s.shardCount)));
+      const armed = await schedules.listDueSchedules(Number.MAX_SAFE_INTEGER);
+      return { open: new Map(active.map((s, i) => [s.sweepId, counts[i]!])), armedSchedules: armed.length };
+    },
+    async notReady() {
+      const answered = await Promise.race([
+        store.listSweeps({ limit: 1 }).then(
+          () => true,
+          () => false,
+        ),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000).unref()),
+      ]);
+      if (!answered) return "state store not answering";
+      const since = Date.now() - (metrics.lastTickAt ?? 0);
+      return since > Math.max(10_000, 20 * tickMs)
+        ? `the control loop has not run for ${Math.round(since / 1000)} s`
+        : null;
+    },
+  };
+
   const info: ServerInfo = {
     pid: process.pid,
     endpoint,
@@ -120,9 +141,10 @@ export async function runLocalServer(
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let idleSince = Date.now();
-  const tickMs = options.tickMs ?? 500;
 
   const tick = async () => {
+    const started = performance.now();
+    let failed = false;
     try {
       const active = await store.listActiveSweeps();
       // Sweeps are reconciled side by side: one busy sweep (a large cancel) never holds up another.
@@ -131,6 +153,7 @@ export async function runLocalServer(
           try {
             if (sweep.spec.chaos) await chaos.tick(sweep);
             const r = await reconcile(deps, sweep.sweepId);
+            metrics.reconciled(r);
             if (
               r.launched.length ||
               r.terminated.length ||
@@ -141,6 +164,7 @@ export async function runLocalServer(
               log.info("reconciled", { ...r });
             }
           } catch (error) {
+            failed = true;
             log.error("reconcile failed", { sweepId: sweep.sweepId, error });
           }
         }),
@@ -150,8 +174,10 @@ export async function runLocalServer(
         await alertBus.checkLevels(active);
       }
       const reaped = await reapExpiredInstances(deps);
+      metrics.reaped(reaped);
       if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
       const pass = await runDueSchedules(scheduler, SCHEDULE_GRACE_MS);
+      metrics.scheduled(pass);
       for (const fired of pass.fired) log.info("schedule fired", { ...fired });
       for (const missed of pass.missed)
         log.warn("schedule firings missed while the control plane was down", missed);
@@ -164,8 +190,10 @@ export async function runLocalServer(
         return;
       }
     } catch (error) {
+      failed = true;
       log.error("control loop error", { error });
     }
+    metrics.tick(performance.now() - started, Date.now(), failed);
     if (!stopped) timer = setTimeout(tick, tickMs);
   };
 

@@ -6,11 +6,35 @@
  * backoff, as Lambda's retries would bring it back. The queue lives in memory: events still
  * queued when the control plane stops are lost (docs/alerts.md).
  */
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type AlertDeps, checkAlertLevels, handleEvent } from "#core/alerts.js";
 import { SpawnEvent } from "#core/events.js";
 import type { SweepRecord } from "#core/model.js";
-import type { EventSink } from "#core/ports.js";
+import { type EventSink, systemClock } from "#core/ports.js";
+import { DynamoAlertStore } from "../dynamodb/alert-store.js";
 import type { Logger } from "../log.js";
+import { channelSender } from "./channels.js";
+import { FileSecretBox } from "./file-secrets.js";
+
+/**
+ * Alert delivery on the embedded default, over its dynalite (`client`, tables `prefix`) and state
+ * directory `home` (sealed secrets, alerts.log): what the control plane's bus and local agents
+ * (for the task failures they write) deliver with.
+ */
+export function localAlertDeps(
+  client: DynamoDBClient,
+  prefix: string,
+  store: AlertDeps["store"],
+  home: string,
+): AlertDeps {
+  return {
+    alerts: new DynamoAlertStore(client, prefix),
+    store,
+    clock: systemClock,
+    send: channelSender({ secrets: new FileSecretBox(home), home }),
+    ...(process.env.SPAWN_DASHBOARD_URL ? { linkBase: process.env.SPAWN_DASHBOARD_URL } : {}),
+  };
+}
 
 export interface LocalBusOptions {
   /** Handlings of one event, the first included. @default 5 */

@@ -161,12 +161,20 @@ describe("a failing sweep's alerts", () => {
 
     cli.run(["sweep", "status", sweepId, "--watch"], { timeoutMs: 120_000 });
     expect(cli.json<{ status: string }>(["sweep", "status", sweepId]).status).toBe("failed");
-    waitFor(() => received().some((r) => r.path === `/e2e/${sweepId}`), 30_000);
+    waitFor(() => received().filter((r) => r.path === `/e2e/${sweepId}`).length >= 2, 30_000);
 
     const posts = received().filter((r) => r.path === `/e2e/${sweepId}`);
-    const bodies = posts.map((p) => JSON.parse(p.body));
-    // The sweep failed once: one notification (the agent fails the task itself, so reconcile has no TaskFailed to publish).
-    expect(bodies).toHaveLength(1);
+    const bodies = posts
+      .map((p) => JSON.parse(p.body))
+      .sort((a, b) => String(a.trigger).localeCompare(String(b.trigger)));
+    // One notification per fact: the sweep failed, and its task 1 failed for good (the agent
+    // that wrote the failure published it: ADR 0033). They can arrive in either order.
+    expect(bodies).toHaveLength(2);
+    expect(bodies[1]).toMatchObject({
+      trigger: "task-failed",
+      sweepId,
+      event: { type: "TaskFailed", sweepId, taskIndex: 1, attempt: 1, exitCode: 3 },
+    });
     expect(bodies[0]).toMatchObject({
       trigger: "failure",
       version: 1,
@@ -190,16 +198,20 @@ describe("a failing sweep's alerts", () => {
     const history = cli.json<
       Array<{ trigger: string; outcome: string; channels: Array<{ kind: string; outcome: string }> }>
     >(["alerts", "history", sweepId]);
-    expect(history.map((h) => [h.trigger, h.outcome])).toEqual([["failure", "delivered"]]);
-    expect(history[0]!.channels).toEqual([
-      expect.objectContaining({ kind: "webhook", outcome: "delivered" }),
-      expect.objectContaining({ kind: "log", outcome: "delivered" }),
+    expect(history.map((h) => [h.trigger, h.outcome]).sort()).toEqual([
+      ["failure", "delivered"],
+      ["task-failed", "delivered"],
     ]);
+    for (const h of history)
+      expect(h.channels).toEqual([
+        expect.objectContaining({ kind: "webhook", outcome: "delivered" }),
+        expect.objectContaining({ kind: "log", outcome: "delivered" }),
+      ]);
     const log = readFileSync(join(cli.home, "alerts.log"), "utf8")
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
-    expect(log.map((l) => l.trigger)).toEqual(["failure"]);
+    expect(log.map((l) => l.trigger).sort()).toEqual(["failure", "task-failed"]);
     // Neither the webhook URL nor the secret is in the control plane's log.
     const serverLog = readFileSync(join(cli.home, "server.log"), "utf8");
     expect(serverLog).not.toContain(created.webhookSecret);

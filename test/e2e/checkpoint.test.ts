@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliEnv, cliEnv } from "../helpers/cli.js";
+import { type CliEnv, cliEnv, waitFor } from "../helpers/cli.js";
 
 // The agents inherit the CLI's environment: poll IMDS every 500 ms instead of EC2's 5 s, so a
 // notice lands well inside a 6-second task.
@@ -46,16 +46,6 @@ const lastNumber = (text: string, re: RegExp) => {
   const all = [...text.matchAll(re)];
   return all.length ? Number(all[all.length - 1]![1]) : undefined;
 };
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 let preempted: string;
 

@@ -1,26 +1,24 @@
-/**
- * The dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by
- * playwright-core), on the embedded default through the real CLI binary: `spawn dashboard`
- * serves, `spawn sweep launch` runs real agents. Screenshots at desktop and phone widths are
- * written to test/artifacts/ for review.
- */
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliEnv, cliEnv, ROOT } from "../helpers/cli.js";
+import { type CliEnv, cliEnv } from "../helpers/cli.js";
+import {
+  ARTIFACTS,
+  CHROMIUM,
+  DESKTOP,
+  NO_CHROMIUM,
+  PHONE,
+  type ServedDashboard,
+  serveDashboard,
+} from "../helpers/dashboard.js";
 
-const CHROMIUM = process.env.SPAWN_CHROMIUM ?? "/usr/bin/chromium";
-const missing = !existsSync(CHROMIUM);
-const ARTIFACTS = join(ROOT, "test", "artifacts");
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
+const missing = NO_CHROMIUM !== undefined;
 
 let cli: CliEnv;
-let served: Served | undefined;
+let served: ServedDashboard | undefined;
 let loginUrl = "";
 let browser: Browser;
 let context: BrowserContext;
@@ -38,52 +36,6 @@ function launch(spec: string): string {
   const r = cli.run(["sweep", "launch", spec, "--json"]);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { sweepId: string }).sweepId;
-}
-
-interface Served {
-  child: ChildProcess;
-  info: { url: string; loginUrl: string; token: string; traceparent: string };
-  /** SIGINT, as Ctrl-C; resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** Starts `spawn dashboard --port 0 --json` in `env`'s home and reads the URLs it prints. */
-async function serve(env: CliEnv): Promise<Served> {
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, "bin", "spawn.js"), "dashboard", "--port", "0", "--json"],
-    {
-      env: { ...process.env, SPAWN_HOME: env.home, NO_COLOR: "1", SPAWN_OWNER: "e2e" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
-    return exited;
-  };
-  let out = "";
-  let err = "";
-  child.stderr?.on("data", (d) => {
-    err += d;
-  });
-  const info = await new Promise<Served["info"]>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`spawn dashboard printed nothing in 30 s: ${err}`)),
-      30_000,
-    );
-    child.stdout?.on("data", (d) => {
-      out += d;
-      try {
-        resolve(JSON.parse(out));
-        clearTimeout(timer);
-      } catch {
-        // not the whole object yet
-      }
-    });
-    void exited.then((code) => reject(new Error(`spawn dashboard exited ${code}: ${err}`)));
-  });
-  return { child, info, stop };
 }
 
 async function openPage(viewport = DESKTOP): Promise<Page> {
@@ -110,7 +62,7 @@ describe.skipIf(missing)(
     beforeAll(async () => {
       cli = cliEnv("spawn-e2e-dash-");
       mkdirSync(ARTIFACTS, { recursive: true });
-      served = await serve(cli);
+      served = await serveDashboard(cli);
       loginUrl = served.info.loginUrl;
       browser = await chromium.launch({ executablePath: CHROMIUM });
       context = await browser.newContext();
@@ -342,7 +294,7 @@ describe("spawn dashboard", () => {
 
   it("serves the API with its token, outlives a control plane restart, and stops on Ctrl-C with exit 0", async () => {
     // Given: a dashboard and a sweep
-    const s = await serve(env);
+    const s = await serveDashboard(env);
     expect(s.info.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     const r = env.run(["sweep", "launch", "templates/quickstart.yaml", "--json"]);
     expect(r.code, r.stderr).toBe(0);

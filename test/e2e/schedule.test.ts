@@ -108,7 +108,7 @@ describe("spawn schedule on the embedded default", () => {
     const cli = fresh();
     const r = cli.run(["schedule", "pause", "sch-nobody-123"]);
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/schedule sch-nobody-123 not found/);
+    expect(r.stderr).toMatch(/schedule "sch-nobody-123" not found\n.*spawn schedule list shows yours/);
   });
 });
 

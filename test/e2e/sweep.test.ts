@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliEnv, cliEnv, ROOT, serverInfo } from "../helpers/cli.js";
+import { type CliEnv, cliEnv, ROOT, serverInfo, waitFor } from "../helpers/cli.js";
 
 interface ResultRow {
   index: number;
@@ -47,16 +47,6 @@ function launch(spec: string, extra: string[] = []): string {
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   return (JSON.parse(r.stdout) as { sweepId: string }).sweepId;
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe("the quickstart", () => {

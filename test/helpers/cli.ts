@@ -60,3 +60,14 @@ export function serverInfo(home: string): { pid: number; endpoint: string } | un
     return undefined;
   }
 }
+
+/** Polls `probe` (every 200 ms) until it returns a value; throws naming `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -81,6 +81,8 @@ export class SimEc2 {
     DescribeInstances: 0,
     TerminateInstances: 0,
     DescribeAvailabilityZones: 0,
+    CreatePlacementGroup: 0,
+    DeletePlacementGroup: 0,
   };
   /** Calls refused with RequestLimitExceeded. */
   throttled = 0;

@@ -18,8 +18,8 @@
 import {
   countStates,
   type DeltaEvent,
-  type InstanceView,
   type SnapshotEvent,
+  type StageSummary,
   type SweepDetail,
   type SweepSummary,
   TASK_STATE_CODE,
@@ -36,6 +36,7 @@ import {
 } from "#core/model.js";
 import type { Clock, StateStore } from "#core/ports.js";
 import { requireSweep } from "#core/sweeps.js";
+import { detailOf, stageSummaries, summaryOf } from "#providers/dashboard-routes.js";
 import type { Logger } from "#providers/log.js";
 
 export interface PollerOptions {
@@ -66,50 +67,11 @@ const push = (list: number[], value: number) => {
 const orderedBefore = (a: { readyAt: number; index: number }, b: { readyAt: number; index: number }) =>
   a.readyAt < b.readyAt || (a.readyAt === b.readyAt && a.index < b.index);
 
-export function instanceView(i: InstanceRecord): InstanceView {
-  return {
-    instanceId: i.instanceId,
-    status: i.status,
-    slots: i.slots,
-    host: i.host ?? null,
-    providerRef: i.providerRef ?? null,
-    launchedAt: i.launchedAt,
-    heartbeatAt: i.heartbeatAt ?? null,
-    deadline: i.deadline,
-    terminatedAt: i.terminatedAt ?? null,
-    reason: i.reason ?? null,
-    placement: i.placement ?? null,
-    gpus: i.gpus ?? null,
-  };
-}
-
-/** A sweep's row in the sweeps list; cost from its instances' prices (null when none has one). */
-export function summaryOf(
-  s: SweepRecord,
-  open: number,
-  instances: readonly InstanceRecord[],
-  now: number,
-): SweepSummary {
-  const cost = costSoFarUsd(instances, now);
-  return {
-    sweepId: s.sweepId,
-    name: s.name,
-    owner: s.owner,
-    provider: s.provider,
-    status: s.status,
-    taskCount: s.taskCount,
-    open,
-    createdAt: s.createdAt,
-    finishedAt: s.finishedAt ?? null,
-    reason: s.reason ?? null,
-    costUsd: cost === undefined ? null : Math.round(cost * 10_000) / 10_000,
-    budgetUsd: s.spec.budget ?? null,
-  };
-}
-
 export class SweepPoller {
   private sweep!: SweepRecord;
   private instances: InstanceRecord[] = [];
+  /** A pipeline's stages, read on every tick while it runs: they are its progress. */
+  private stages: StageSummary[] | undefined;
   private states: TaskStateCode[] = [];
   /** The last record read of each task: results are served from here, consistent with the grid. */
   private records: (TaskRecord | undefined)[] = [];
@@ -183,19 +145,17 @@ export class SweepPoller {
 
   summary(): SweepSummary {
     const counts = countStates(this.states.join(""));
-    return summaryOf(this.sweep, counts.pending + counts.running, this.instances, this.deps.clock.now());
+    return summaryOf(
+      this.sweep,
+      counts.pending + counts.running,
+      this.instances,
+      this.deps.clock.now(),
+      this.stages,
+    );
   }
 
   detail(): SweepDetail {
-    const s = this.sweep;
-    const counts = countStates(this.states.join(""));
-    return {
-      ...summaryOf(s, counts.pending + counts.running, this.instances, this.deps.clock.now()),
-      counts,
-      command: s.spec.command,
-      maxInstances: s.spec.max_instances,
-      instances: this.instances.map(instanceView),
-    };
+    return detailOf(this.sweep, this.states.join(""), this.instances, this.deps.clock.now(), this.stages);
   }
 
   /** Every task's last record read, by index (results without another read of the store). */
@@ -256,6 +216,7 @@ export class SweepPoller {
     if (open || statusChanged) {
       this.instances = await store.listInstances(this.sweepId);
       this.observeInstances();
+      if (sweep.pipeline) this.stages = await stageSummaries(store, sweep);
       // While a cancelled sweep drains, its pending tasks turn cancelled in no index we can
       // follow: read them all, as often as a full read's own cost allows.
       const draining = this.ended && sweep.active;
@@ -297,6 +258,7 @@ export class SweepPoller {
       this.sweep = await requireSweep(store, this.sweepId);
       this.instances = await store.listInstances(this.sweepId);
       this.observeInstances();
+      if (this.sweep.pipeline) this.stages = await stageSummaries(store, this.sweep);
       const n = this.sweep.taskCount;
       this.states = new Array<TaskStateCode>(n).fill(TASK_STATE_CODE.pending);
       this.records = new Array<TaskRecord | undefined>(n);

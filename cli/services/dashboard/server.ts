@@ -11,38 +11,42 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { extname, join } from "node:path";
 import {
-  type ApiError,
-  type CancelResult,
   type DeltaEvent,
   formatTraceparent,
   type LogChunk,
   type MetricCurves,
-  metricsFileKey,
   newTraceContext,
   type OutputList,
   parseTraceparent,
   type Results,
-  type RetryResult,
   type SweepList,
   type SweepSummary,
   type TaskGrid,
   TOKEN_HEADER,
   type TraceContext,
 } from "#core/api.js";
-import { AbortError, ExitCode, NotFoundError } from "#core/errors.js";
+import { ExitCode } from "#core/errors.js";
 import { type MetricFamily, renderPrometheus, sweepMetricFamilies } from "#core/metrics.js";
-import { type SweepRecord, TERMINAL_SWEEP_STATUSES } from "#core/model.js";
+import type { SweepRecord } from "#core/model.js";
 import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
-import { cancelSweep, requireSweep, requireTaskIndex, retrySweep } from "#core/sweeps.js";
+import {
+  DashboardReads,
+  errorResponse,
+  HttpError,
+  intParam,
+  resultsOf,
+} from "#providers/dashboard-routes.js";
 import type { Logger } from "#providers/log.js";
-import { resultObject } from "../results.js";
-import { type PollerOptions, PollerRegistry, summaryOf } from "./poller.js";
+import { manageRoute, type OpenContext } from "./manage.js";
+import { type PollerOptions, PollerRegistry } from "./poller.js";
 
 export interface DashboardDeps {
   store: StateStore;
   objects: ObjectStore;
   clock: Clock;
   log: Logger;
+  /** Opens the CLI's stores per request for the schedules and alerts routes; without it they are 404. */
+  context?: OpenContext;
 }
 
 export interface DashboardOptions {
@@ -70,8 +74,6 @@ export interface RunningDashboard {
 }
 
 const COOKIE = "spawn_session";
-/** At most this much of a log per response; the UI asks again from `nextOffset`. */
-const LOG_CHUNK_BYTES = 256 * 1024;
 /** An SSE client this far behind is disconnected; it reconnects and gets a fresh snapshot. */
 const MAX_SSE_BACKLOG = 1024 * 1024;
 
@@ -93,18 +95,6 @@ const CONTENT_TYPES: Record<string, string> = {
   ".svg": "image/svg+xml",
 };
 
-/** An error with the HTTP status it answers with. */
-class HttpError extends Error {
-  override name = "HttpError";
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
-  }
-}
-
 function sameToken(given: string | undefined, token: string): boolean {
   if (!given) return false;
   const a = Buffer.from(given);
@@ -120,60 +110,6 @@ function cookieValue(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-function intParam(value: string | null | undefined, name: string, fallback?: number): number {
-  if (value === null || value === undefined || value === "") {
-    if (fallback !== undefined) return fallback;
-    throw new HttpError(400, `${name} is required`);
-  }
-  if (!/^\d+$/.test(value))
-    throw new HttpError(400, `${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
-/** The end of the longest prefix of `bytes[start, end)` that does not cut a UTF-8 character. */
-export function utf8SafeEnd(bytes: Uint8Array, start: number, end: number): number {
-  let i = end;
-  // Step back over continuation bytes (10xxxxxx) to the lead byte of the last character.
-  while (i > start && ((bytes[i - 1] as number) & 0xc0) === 0x80) i--;
-  if (i === start) return end;
-  const lead = bytes[i - 1] as number;
-  const length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return i - 1 + length <= end ? end : i - 1;
-}
-
-/**
- * Each numeric key of a JSON-lines metrics file as `[x, value]` points. x is the line's `step`
- * when numeric, else the last step seen before it (a final `{"accuracy": …}` line belongs to
- * the last step), else the line's number. Lines that are not JSON objects are skipped.
- */
-export function parseMetricCurves(text: string): Record<string, [number, number][]> {
-  const series: Record<string, [number, number][]> = {};
-  let line = 0;
-  let lastStep: number | undefined;
-  for (const raw of text.split("\n")) {
-    if (raw.trim() === "") continue;
-    line++;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      continue;
-    }
-    if (value === null || typeof value !== "object" || Array.isArray(value)) continue;
-    const entries = Object.entries(value as Record<string, unknown>);
-    const step = (value as { step?: unknown }).step;
-    if (typeof step === "number" && Number.isFinite(step)) lastStep = step;
-    const x = lastStep ?? line;
-    for (const [key, v] of entries) {
-      if (key === "step" || typeof v !== "number" || !Number.isFinite(v)) continue;
-      if (!Object.hasOwn(series, key))
-        Object.defineProperty(series, key, { value: [], enumerable: true, writable: true });
-      (series[key] as [number, number][]).push([x, v]);
-    }
-  }
-  return series;
-}
-
 export async function startDashboard(
   deps: DashboardDeps,
   options: DashboardOptions,
@@ -184,6 +120,7 @@ export async function startDashboard(
   const random = (n: number) => new Uint8Array(nodeRandomBytes(n));
   const sessionTrace = options.trace ?? newTraceContext(random);
   const pollers = new PollerRegistry({ store, clock, log }, options.poller);
+  const reads = new DashboardReads({ store, objects, clock });
   const streams = new Set<ServerResponse>();
   const staticFiles = await loadStatic(options.staticDir);
   let port = options.port;
@@ -203,21 +140,8 @@ export async function startDashboard(
   };
 
   const sendError = (res: ServerResponse, error: unknown, trace: TraceContext, path: string) => {
-    let status = 500;
-    let body: ApiError = { error: "internal error; see the dashboard's log", exitCode: ExitCode.workFailed };
-    if (error instanceof HttpError) {
-      status = error.status;
-      body = {
-        error: error.message,
-        exitCode: status === 404 ? ExitCode.notFound : ExitCode.usage,
-        ...(error.hint ? { hint: error.hint } : {}),
-      };
-    } else if (error instanceof AbortError) {
-      status = error instanceof NotFoundError ? 404 : 409;
-      body = { error: error.message, exitCode: error.exitCode, ...(error.hint ? { hint: error.hint } : {}) };
-    } else {
-      log.error("request failed", { path, traceparent: formatTraceparent(trace), error });
-    }
+    const { status, body, internal } = errorResponse(error);
+    if (internal) log.error("request failed", { path, traceparent: formatTraceparent(trace), error });
     if (!res.headersSent) send(res, status, body);
     else res.end();
   };
@@ -229,14 +153,7 @@ export async function startDashboard(
     // A sweep on the list that is still active is likely opened next: keep its poller warm.
     if (s.active) pollers.warm(s.sweepId);
     if (poller?.loaded) return poller.summary();
-    const ended = TERMINAL_SWEEP_STATUSES.includes(s.status);
-    const open =
-      ended && !s.active
-        ? 0
-        : await store.countOpenTasks(s.sweepId, s.shardCount).then((c) => c.pending + c.running);
-    // Only the aws provider's instances carry a price: local sweeps skip the read.
-    const instances = s.provider === "local" ? [] : await store.listInstances(s.sweepId);
-    return summaryOf(s, open, instances, clock.now());
+    return reads.summary(s);
   }
 
   async function listSweeps(url: URL): Promise<SweepList> {
@@ -248,123 +165,17 @@ export async function startDashboard(
 
   async function results(sweepId: string): Promise<Results> {
     // From the poller's records: no second read of every task, and the same state as the grid.
-    const tasks = (await pollers.get(sweepId)).tasks();
-    return {
-      sweepId,
-      params: [...new Set(tasks.flatMap((t) => Object.keys(t.params)))],
-      metrics: [...new Set(tasks.flatMap((t) => Object.keys(t.metrics ?? {})))],
-      rows: tasks.map(resultObject),
-    };
+    return resultsOf(sweepId, (await pollers.get(sweepId)).tasks());
   }
 
-  /**
-   * An attempt's log is either one object `logs/<sweep>/<task>/<attempt>.log` or, shipped live,
-   * chunks `logs/<sweep>/<task>/<attempt>/<seq>.log` in key order. Chunks never change once
-   * written, so their sizes are remembered and a read from `offset` fetches only what it returns.
-   */
-  const chunkSizes = new Map<string, number>();
-  async function logObjects(sweepId: string, task: number): Promise<Map<number, string[]>> {
-    const byAttempt = new Map<number, string[]>();
-    for (const key of await objects.list(`logs/${sweepId}/${task}/`)) {
-      const m = /^logs\/[^/]+\/\d+\/(\d+)(?:\.log|\/\d+\.log)$/.exec(key);
-      if (!m) continue;
-      const attempt = Number(m[1]);
-      byAttempt.set(attempt, [...(byAttempt.get(attempt) ?? []), key]);
-    }
-    return byAttempt;
-  }
-
-  async function readLog(
-    keys: readonly string[],
-    offset: number,
-  ): Promise<{ bytes: Uint8Array; start: number; size: number }> {
-    let position = 0;
-    const parts: Uint8Array[] = [];
-    let taken = 0;
-    for (const key of keys) {
-      const known = chunkSizes.get(key);
-      if (known !== undefined && position + known <= offset) {
-        position += known;
-        continue;
-      }
-      const body = await objects.getBytes(key);
-      if (!body) continue;
-      // Chunks (logs/<sweep>/<task>/<attempt>/<seq>.log) are written once; a single-object log is rewritten.
-      if (key.split("/").length === 5) chunkSizes.set(key, body.length);
-      if (position + body.length > offset && taken < LOG_CHUNK_BYTES) {
-        const from = Math.max(0, offset - position);
-        const part = body.subarray(from, from + (LOG_CHUNK_BYTES - taken));
-        parts.push(part);
-        taken += part.length;
-      }
-      position += body.length;
-    }
-    return { bytes: Buffer.concat(parts), start: Math.min(offset, position), size: position };
-  }
-
-  async function logs(sweepId: string, taskText: string, url: URL): Promise<LogChunk> {
-    const task = intParam(taskText, "task");
-    const sweep = await requireSweep(store, sweepId);
-    requireTaskIndex(sweep, task);
-    const record = await store.getTask(sweepId, task, sweep.shardCount);
-    const byAttempt = await logObjects(sweepId, task);
-    const attempts = [...byAttempt.keys()].sort((a, b) => a - b);
-    const attempt = intParam(url.searchParams.get("attempt"), "attempt", attempts.at(-1) ?? 0);
-    const offset = intParam(url.searchParams.get("offset"), "offset", 0);
-    const keys = byAttempt.get(attempt) ?? [];
-    if (url.searchParams.has("attempt") && keys.length === 0 && !(record && record.attempt === attempt))
-      throw new NotFoundError("log of attempt", `${task}/${attempt}`);
-    const { bytes, start, size } = await readLog(keys, offset);
-    const end = utf8SafeEnd(bytes, 0, bytes.length);
-    const running = record?.status === "running" && record.attempt === attempt;
-    const pendingAgain = record?.status === "pending" && (attempt === 0 || record.attempt < attempt);
-    return {
-      sweepId,
-      task,
-      attempt,
-      attempts,
-      offset: start,
-      nextOffset: start + end,
-      text: Buffer.from(bytes.subarray(0, end)).toString("utf8"),
-      complete: !running && !pendingAgain && start + end >= size,
-    };
-  }
-
-  async function curves(sweepId: string, taskText: string, url: URL): Promise<MetricCurves> {
-    const task = intParam(taskText, "task");
-    const sweep = await requireSweep(store, sweepId);
-    requireTaskIndex(sweep, task);
-    const record = await store.getTask(sweepId, task, sweep.shardCount);
-    const attempt = intParam(url.searchParams.get("attempt"), "attempt", record?.attempt ?? 0);
-    const bytes = attempt > 0 ? await objects.getBytes(metricsFileKey(sweepId, task, attempt)) : undefined;
-    return {
-      sweepId,
-      task,
-      attempt,
-      available: bytes !== undefined,
-      series: bytes ? parseMetricCurves(Buffer.from(bytes).toString("utf8")) : {},
-    };
-  }
-
-  async function outputs(sweepId: string): Promise<OutputList> {
-    await requireSweep(store, sweepId);
-    const prefix = `outputs/${sweepId}/`;
-    const files = (await objects.list(prefix)).flatMap((key) => {
-      const m = /^(\d+)\/(.+)$/.exec(key.slice(prefix.length));
-      return m ? [{ task: Number(m[1]), path: m[2] as string }] : [];
-    });
-    return { sweepId, files };
-  }
+  const logs = (sweepId: string, task: string, url: URL): Promise<LogChunk> =>
+    reads.logs(sweepId, task, url.searchParams);
+  const curves = (sweepId: string, task: string, url: URL): Promise<MetricCurves> =>
+    reads.curves(sweepId, task, url.searchParams);
+  const outputs = (sweepId: string): Promise<OutputList> => reads.outputs(sweepId);
 
   async function downloadOutput(res: ServerResponse, sweepId: string, rest: string): Promise<void> {
-    await requireSweep(store, sweepId);
-    const m = /^(\d+)\/(.+)$/.exec(rest);
-    const rel = m ? (m[2] as string).split("/").map(decodeURIComponent) : [];
-    if (!m || rel.some((p) => p === "" || p === "." || p === ".." || /[/\\\0]/.test(p)))
-      throw new HttpError(400, `bad output path ${JSON.stringify(rest)}`);
-    const bytes = await objects.getBytes(`outputs/${sweepId}/${m[1]}/${rel.join("/")}`);
-    if (!bytes) throw new NotFoundError("output", `${m[1]}/${rel.join("/")}`);
-    const name = (rel.at(-1) as string).replace(/[^\w.-]+/g, "_");
+    const { name, bytes } = await reads.output(sweepId, rest);
     res.writeHead(200, {
       ...SECURITY_HEADERS,
       // Never rendered in our origin: a task's HTML output must not run as our page.
@@ -513,6 +324,11 @@ export async function startDashboard(
       throw new HttpError(403, `cross-origin request from ${req.headers.origin} refused`);
 
     const parts = path.slice("/api/".length).split("/").map(decodeURIComponent);
+    if ((parts[0] === "schedules" || parts[0] === "alerts" || parts[0] === "queues") && deps.context) {
+      const answer = await manageRoute(deps.context, req, method, parts);
+      if (!answer) throw new HttpError(404, `no such API: ${method} ${path}`);
+      return send(res, answer.status, answer.body);
+    }
     if (parts[0] !== "sweeps") throw new HttpError(404, `no such API: ${path}`);
     const [, sweepId, sub, arg, ...rest] = parts;
     if (method === "GET" && sweepId === undefined) return send(res, 200, await listSweeps(url));
@@ -520,23 +336,22 @@ export async function startDashboard(
 
     if (method === "POST") {
       if (sub === "cancel" && arg === undefined) {
-        const r = await cancelSweep({ store, clock }, sweepId);
+        const r = await reads.cancel(sweepId);
         log.info("sweep cancelled from the dashboard", {
           sweepId,
           changed: r.changed,
           traceparent: formatTraceparent(trace),
         });
-        return send(res, 200, { sweepId, status: r.sweep.status, changed: r.changed } satisfies CancelResult);
+        return send(res, 200, r);
       }
       if (sub === "retry" && arg === undefined) {
-        const failedOnly = url.searchParams.get("failed") === "1";
-        const r = await retrySweep({ store, clock }, sweepId, { failedOnly });
+        const r = await reads.retry(sweepId, url.searchParams);
         log.info("sweep retried from the dashboard", {
           sweepId,
-          retried: r.reset.length,
+          retried: r.retried.length,
           traceparent: formatTraceparent(trace),
         });
-        return send(res, 200, { sweepId, retried: r.reset } satisfies RetryResult);
+        return send(res, 200, r);
       }
       throw new HttpError(404, `no such action: ${path}`);
     }

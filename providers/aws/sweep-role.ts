@@ -1,0 +1,323 @@
+/**
+ * The per-sweep instance role (docs/adr/0036-per-sweep-instance-role.md): every aws sweep launched
+ * from the CLI gets an IAM role `<stack>-sweep-<hash>` and an instance profile of the same name,
+ * whose one inline policy is the agent's own needs confined to that sweep (DynamoDB items through
+ * `dynamodb:LeadingKeys`, S3 objects under the sweep's prefixes) plus the task grants of
+ * `resources.iam` (core/iam-policy.ts). The CLI creates it before the sweep record exists; the
+ * orchestrator launches the sweep's instances with it (a CreateFleet override) and deletes it
+ * once the sweep has ended (Compute.release). No credentials are involved: EC2 hands the role's
+ * short-lived credentials to the instance through IMDS.
+ */
+import { createHash } from "node:crypto";
+import {
+  AddRoleToInstanceProfileCommand,
+  CreateInstanceProfileCommand,
+  CreateRoleCommand,
+  DeleteInstanceProfileCommand,
+  DeleteRoleCommand,
+  DeleteRolePolicyCommand,
+  GetInstanceProfileCommand,
+  type IAMClient,
+  PutRolePolicyCommand,
+  RemoveRoleFromInstanceProfileCommand,
+} from "@aws-sdk/client-iam";
+import {
+  MAX_INLINE_POLICY_CHARS,
+  type PolicyDocument,
+  type PolicyStatement,
+  taskPolicyDocument,
+} from "#core/iam-policy.js";
+import type { SweepSpec } from "#core/spec.js";
+import { SpecError } from "#core/spec-error.js";
+import { INDEX, tableNames } from "#providers/dynamodb/tables.js";
+import { AGENT_SOURCE } from "./events.js";
+
+/** IAM's longest role and instance profile name. */
+const MAX_NAME = 64;
+/** The inline policy's name on every sweep role. */
+export const SWEEP_POLICY_NAME = "sweep";
+
+/**
+ * The role's (and its instance profile's) name: `<stack>-sweep-` and 16 hex characters of the
+ * sweep id's SHA-256, so it fits IAM's 64 characters whatever the sweep is called, and the
+ * orchestrator's IAM grants can name every sweep role of the stack by one prefix.
+ */
+export function sweepRoleName(stack: string, sweepId: string): string {
+  const hash = createHash("sha256").update(sweepId).digest("hex").slice(0, 16);
+  const name = `${stack}-sweep-${hash}`;
+  if (name.length > MAX_NAME) {
+    throw new Error(
+      `stack name ${stack} is ${stack.length} characters: per-sweep role names need it to be at most ${MAX_NAME - 23}`,
+    );
+  }
+  return name;
+}
+
+/** Trust policy: only EC2 may assume the role (for the sweep's instances). */
+export const EC2_TRUST_POLICY = {
+  Version: "2012-10-17",
+  Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
+} as const;
+
+/** Where the sweep's agent works: the stack's tables, buckets and bus, and the sweep's bundle. */
+export interface SweepRoleScope {
+  stack: string;
+  sweepId: string;
+  account: string;
+  partition: string;
+  /** The stack's home region: its tables and bus live there. */
+  homeRegion: string;
+  tablePrefix: string;
+  artifactsBucket: string;
+  resultsBucket: string;
+  eventBusName: string;
+  /** The sweep's workdir bundle key (`bundles/<sha256>.tar.gz`), the one bundle it may read. */
+  bundleKey?: string;
+}
+
+/**
+ * The agent's statements of docs/aws.md, confined to one sweep: `dynamodb:LeadingKeys` ties every
+ * item it reads or writes to the sweep (tasks `pk = <sweepId>#<shard>`, and the pending/running
+ * indexes whose partition keys hold the same value; instances and the sweep item by `sweepId`),
+ * and every object ARN names the sweep's prefix.
+ */
+export function agentStatements(scope: SweepRoleScope): PolicyStatement[] {
+  const { partition, account, homeRegion, sweepId } = scope;
+  const tables = tableNames(scope.tablePrefix);
+  const table = (name: string) => `arn:${partition}:dynamodb:${homeRegion}:${account}:table/${name}`;
+  const s3 = (bucket: string, key: string) => `arn:${partition}:s3:::${bucket}/${key}`;
+  const sweepPrefixes = ["logs", "outputs", "checkpoints"].map((p) => `${p}/${sweepId}/`);
+  return [
+    {
+      Sid: "ReadOwnSweep",
+      Effect: "Allow",
+      Action: "dynamodb:GetItem",
+      Resource: table(tables.sweeps),
+      Condition: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [sweepId] } },
+    },
+    {
+      Sid: "ClaimAndReportOwnTasks",
+      Effect: "Allow",
+      Action: ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+      Resource: [
+        table(tables.tasks),
+        `${table(tables.tasks)}/index/${INDEX.tasksPending}`,
+        `${table(tables.tasks)}/index/${INDEX.tasksRunning}`,
+      ],
+      Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": [`${sweepId}#*`] } },
+    },
+    {
+      Sid: "HeartbeatOwnInstances",
+      Effect: "Allow",
+      Action: ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+      Resource: table(tables.instances),
+      Condition: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [sweepId] } },
+    },
+    {
+      Sid: "ReadAgentAndBundle",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: [
+        s3(scope.artifactsBucket, "agent/*"),
+        ...(scope.bundleKey ? [s3(scope.artifactsBucket, scope.bundleKey)] : []),
+      ],
+    },
+    {
+      Sid: "WriteOwnResults",
+      Effect: "Allow",
+      Action: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+      Resource: sweepPrefixes.map((p) => s3(scope.resultsBucket, `${p}*`)),
+    },
+    {
+      Sid: "ListOwnCheckpoints",
+      Effect: "Allow",
+      Action: "s3:ListBucket",
+      Resource: `arn:${partition}:s3:::${scope.resultsBucket}`,
+      Condition: { StringLike: { "s3:prefix": [`checkpoints/${sweepId}/*`, `outputs/${sweepId}/*`] } },
+    },
+    {
+      Sid: "PublishAgentEvents",
+      Effect: "Allow",
+      Action: "events:PutEvents",
+      Resource: `arn:${partition}:events:${homeRegion}:${account}:event-bus/${scope.eventBusName}`,
+      Condition: { StringEquals: { "events:source": AGENT_SOURCE } },
+    },
+    {
+      // Session Manager (`spawn instances connect`): the minimal set AWS documents for it, which
+      // supports no resource-level permissions; the managed AmazonSSMManagedInstanceCore would also
+      // give the task every SSM parameter.
+      Sid: "SessionManager",
+      Effect: "Allow",
+      Action: [
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+      ],
+      Resource: "*",
+    },
+    {
+      Sid: "NeverDeleteOrScan",
+      Effect: "Deny",
+      Action: ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:PartiQL*"],
+      Resource: "*",
+    },
+  ];
+}
+
+/** What the CLI knows when it launches a sweep: the stack, the account, and the planned spec. */
+export interface SweepRoleRequest extends SweepRoleScope {
+  spec: Pick<SweepSpec, "resources">;
+  /** Parsed `policy-file:` grants (cli/services/plan.ts). */
+  policyFiles: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The role's inline policy: the agent's confined statements, then the task grants. Throws the
+ * SpecError of core/iam-policy.ts for a bad grant, or when the whole document is over IAM's limit.
+ */
+export function sweepRolePolicy(request: SweepRoleRequest): PolicyDocument {
+  const task = taskPolicyDocument(request.spec.resources.iam, {
+    account: request.account,
+    partition: request.partition,
+    regions: request.spec.resources.regions ?? [request.homeRegion],
+    policyFiles: request.policyFiles,
+  });
+  const document: PolicyDocument = {
+    Version: "2012-10-17",
+    Statement: [...agentStatements(request), ...task.Statement],
+  };
+  // Checked again with the agent's statements in: IAM counts the whole inline document.
+  const size = JSON.stringify(document).length;
+  if (size > MAX_INLINE_POLICY_CHARS) {
+    throw new SpecError([
+      {
+        path: "resources.iam",
+        message: `the sweep role's policy is ${size} characters with the agent's own statements, over IAM's ${MAX_INLINE_POLICY_CHARS}: use fewer grants or one policy-file`,
+      },
+    ]);
+  }
+  return document;
+}
+
+const named = (error: unknown, name: string) => (error as { name?: string } | null)?.name === name;
+
+/** Runs an IAM call whose `already` error means "done before": a retried launch or cleanup. */
+async function idempotent(call: Promise<unknown>, already: string): Promise<void> {
+  try {
+    await call;
+  } catch (error) {
+    if (!named(error, already)) throw error;
+  }
+}
+
+/**
+ * Creates the sweep's role, its inline policy and its instance profile, idempotently (a retried
+ * launch finds them and rewrites the policy). The policy is rendered first, so a bad grant sends
+ * nothing; a failure after the role exists deletes what was made. Returns the profile's ARN.
+ */
+export async function createSweepRole(iam: IAMClient, request: SweepRoleRequest): Promise<string> {
+  const policy = sweepRolePolicy(request);
+  const name = sweepRoleName(request.stack, request.sweepId);
+  const tags = [
+    { Key: "spawn:sweep", Value: request.sweepId },
+    { Key: "spawn:stack", Value: request.stack },
+  ];
+  await idempotent(
+    iam.send(
+      new CreateRoleCommand({
+        RoleName: name,
+        AssumeRolePolicyDocument: JSON.stringify(EC2_TRUST_POLICY),
+        Description: `spawn ${request.stack}: the instances of sweep ${request.sweepId}`,
+        Tags: tags,
+      }),
+    ),
+    "EntityAlreadyExistsException",
+  );
+  try {
+    await iam.send(
+      new PutRolePolicyCommand({
+        RoleName: name,
+        PolicyName: SWEEP_POLICY_NAME,
+        PolicyDocument: JSON.stringify(policy),
+      }),
+    );
+    await idempotent(
+      iam.send(new CreateInstanceProfileCommand({ InstanceProfileName: name, Tags: tags })),
+      "EntityAlreadyExistsException",
+    );
+    // A profile holds one role: LimitExceeded means this one is in it already (a retried launch).
+    await idempotent(
+      iam.send(new AddRoleToInstanceProfileCommand({ InstanceProfileName: name, RoleName: name })),
+      "LimitExceededException",
+    );
+  } catch (error) {
+    await deleteSweepRole(iam, request.stack, request.sweepId).catch(() => undefined);
+    throw error;
+  }
+  return `arn:${request.partition}:iam::${request.account}:instance-profile/${name}`;
+}
+
+/** Deletes the sweep's instance profile, the role's inline policy and the role. Idempotent. */
+export async function deleteSweepRole(iam: IAMClient, stack: string, sweepId: string): Promise<void> {
+  const name = sweepRoleName(stack, sweepId);
+  // In this order: IAM refuses to delete a role still in a profile or still holding a policy.
+  await idempotent(
+    iam.send(new RemoveRoleFromInstanceProfileCommand({ InstanceProfileName: name, RoleName: name })),
+    "NoSuchEntityException",
+  );
+  await idempotent(
+    iam.send(new DeleteInstanceProfileCommand({ InstanceProfileName: name })),
+    "NoSuchEntityException",
+  );
+  await idempotent(
+    iam.send(new DeleteRolePolicyCommand({ RoleName: name, PolicyName: SWEEP_POLICY_NAME })),
+    "NoSuchEntityException",
+  );
+  await idempotent(iam.send(new DeleteRoleCommand({ RoleName: name })), "NoSuchEntityException");
+}
+
+/** EC2's answer while a new instance profile has not reached it yet (IAM is eventually consistent). */
+export function isProfilePropagating(code: string | undefined, message: string | undefined): boolean {
+  return code === "InvalidParameterValue" && /invalid iam instance profile/i.test(message ?? "");
+}
+
+/**
+ * The orchestrator's side: which instance profile a sweep's instances get, and its cleanup.
+ * Keep one per process: a sweep's answer is remembered (a sweep created without a role, by a
+ * schedule or an older CLI, never gets one later, and launches with the stack's shared profile).
+ */
+export class SweepProfiles {
+  private readonly arns = new Map<string, Promise<string | undefined>>();
+
+  constructor(
+    private readonly iam: IAMClient,
+    private readonly stack: string,
+  ) {}
+
+  /** The sweep's instance profile ARN, or undefined when it has none. A failed lookup is asked again next time. */
+  profileArn(sweepId: string): Promise<string | undefined> {
+    let arn = this.arns.get(sweepId);
+    if (!arn) {
+      arn = this.iam
+        .send(new GetInstanceProfileCommand({ InstanceProfileName: sweepRoleName(this.stack, sweepId) }))
+        .then(
+          (out) => out.InstanceProfile?.Arn,
+          (error: unknown) => {
+            if (named(error, "NoSuchEntityException")) return undefined;
+            throw error;
+          },
+        );
+      arn.catch(() => this.arns.delete(sweepId));
+      this.arns.set(sweepId, arn);
+    }
+    return arn;
+  }
+
+  /** Deletes the sweep's role and profile (Compute.release). Idempotent. */
+  async release(sweepId: string): Promise<void> {
+    await deleteSweepRole(this.iam, this.stack, sweepId);
+    this.arns.delete(sweepId);
+  }
+}
