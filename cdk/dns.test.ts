@@ -163,6 +163,12 @@ describe("with a hosted zone", () => {
     });
   });
 
+  it("outputs the function's ARN, for the per-sweep roles the CLI makes (ADR 36); none without a zone", () => {
+    const [fnId] = fnOf(s, "Dns");
+    expect(s.homeTemplate.findOutputs("DnsUpdaterArn")).toEqual({ DnsUpdaterArn: { Value: ref(fnId) } });
+    expect(plain.homeTemplate.findOutputs("DnsUpdaterArn")).toEqual({});
+  });
+
   it("passes the AWS Solutions checks with nothing left unacknowledged", () => {
     const report = new AwsSolutionsChecks().validateScope(s.app);
     expect(report.violations.map((v) => v.ruleName)).toEqual([]);

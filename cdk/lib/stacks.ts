@@ -87,6 +87,8 @@ export class SpawnStack extends Stack {
         .addEnvironment("SPAWN_DNS_UPDATER", dns.function.functionName)
         .addEnvironment("SPAWN_DNS_ZONE", config.dns.zoneName);
       new CfnOutput(this, "DnsZone", { value: config.dns.zoneName });
+      // A sweep's own instance role (ADR 36) may invoke it too: the CLI reads this when it makes one.
+      new CfnOutput(this, "DnsUpdaterArn", { value: dns.function.functionArn });
     }
     const image = new SpawnImagePipeline(this, "Image", {
       stackName: config.stackName,
@@ -106,7 +108,8 @@ export class SpawnStack extends Stack {
       regions: [this.region, ...config.launchRegions],
     });
 
-    const outputs: Required<StackOutputs> = {
+    // DnsUpdaterArn is output above, only with a hosted zone.
+    const outputs: Required<Omit<StackOutputs, "DnsUpdaterArn">> = {
       SpawnVersion: config.version,
       TablePrefix: tablePrefix(names),
       ArtifactsBucket: buckets.artifacts.bucketName,

@@ -166,6 +166,7 @@ export async function openAwsContextFor(session: AwsSession, paths: LocalPaths):
         resultsBucket: outputs.ResultsBucket,
         eventBusName: outputs.EventBusName,
         bundleKey: bundle.key,
+        ...(outputs.DnsUpdaterArn ? { dnsUpdaterArn: outputs.DnsUpdaterArn } : {}),
         spec: plan.spec,
         policyFiles: plan.policyFiles,
       });

@@ -43,6 +43,8 @@ export const StackOutputs = z.object({
   /** Alerts (`spawn alerts --provider aws`): the key that seals webhook secrets, the email/SMS topic. */
   AlertsKeyArn: z.string().min(1).optional(),
   AlertsTopicArn: z.string().min(1).optional(),
+  /** The dns-updater, when the stack has a hosted zone: a sweep's own role may invoke it. */
+  DnsUpdaterArn: z.string().min(1).optional(),
 });
 export type StackOutputs = z.infer<typeof StackOutputs>;
 

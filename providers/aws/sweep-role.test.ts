@@ -36,6 +36,7 @@ import {
   SweepProfiles,
   type SweepRoleRequest,
   sweepRoleName,
+  sweepRolePolicy,
 } from "./sweep-role.js";
 
 const iam = mockClient(IAMClient);
@@ -167,6 +168,16 @@ describe("createSweepRole", () => {
       InstanceProfileName: ROLE,
       RoleName: ROLE,
     });
+  });
+
+  test("with the stack's dns-updater, the role may invoke it and nothing else of Lambda", () => {
+    const arn = "arn:aws:lambda:us-east-1:123456789012:function:spawn-prod-DnsFn";
+    const invokes = (doc: ReturnType<typeof sweepRolePolicy>) =>
+      doc.Statement.filter((st) => JSON.stringify(st.Action).includes("lambda:"));
+    expect(invokes(sweepRolePolicy({ ...request([]), dnsUpdaterArn: arn }))).toEqual([
+      { Sid: "RegisterHostname", Effect: "Allow", Action: "lambda:InvokeFunction", Resource: arn },
+    ]);
+    expect(invokes(sweepRolePolicy(request([])))).toEqual([]);
   });
 
   test("is idempotent: a retried launch finds the role and profile and rewrites the policy", async () => {

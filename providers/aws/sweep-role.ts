@@ -73,6 +73,8 @@ export interface SweepRoleScope {
   eventBusName: string;
   /** The sweep's workdir bundle key (`bundles/<sha256>.tar.gz`), the one bundle it may read. */
   bundleKey?: string;
+  /** The stack's dns-updater (output DnsUpdaterArn), when it has one: agents register hostnames with it. */
+  dnsUpdaterArn?: string;
 }
 
 /**
@@ -157,7 +159,20 @@ export function agentStatements(scope: SweepRoleScope): PolicyStatement[] {
       ],
       Resource: "*",
     },
+    ...(scope.dnsUpdaterArn
+      ? [
+          {
+            // The instance's hostname (docs/dns.md), as the shared agent role may.
+            Sid: "RegisterHostname",
+            Effect: "Allow" as const,
+            Action: "lambda:InvokeFunction",
+            Resource: scope.dnsUpdaterArn,
+          },
+        ]
+      : []),
     {
+      // Also why the ForAllValues LeadingKeys conditions above hold: a request carrying no key
+      // (a Scan, a batch, PartiQL) would pass them, so none is allowed.
       Sid: "NeverDeleteOrScan",
       Effect: "Deny",
       Action: ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:PartiQL*"],
