@@ -5,20 +5,14 @@
  * dns-updater's answers (or its silence) standing in for the Lambda (its signed invoke is tested
  * in providers/aws/lambda-invoke.test.ts, the function itself in lambdas/dns-updater).
  */
-import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SpawnEvent } from "#core/events.js";
-import { expandParams } from "#core/params.js";
-import { type EventSink, systemClock } from "#core/ports.js";
-import { parseSpec } from "#core/spec.js";
-import { createSweep } from "#core/sweeps.js";
 import type { InvokeOptions } from "#providers/aws/lambda-invoke.js";
 import { LocalHosts } from "#providers/local/hosts.js";
-import { FileObjectStore } from "#providers/local/objects.js";
 import { createLogger } from "#providers/log.js";
+import { agentSweep, RecordingSink } from "../test/helpers/agent.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { Agent } from "./agent.js";
 import { DNS_TIMEOUT_MS, type HostnameRegistrar, hostLabel, LambdaHostnames, LocalHostnames } from "./dns.js";
@@ -32,14 +26,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const log = createLogger({}, () => undefined);
-
-class RecordingSink implements EventSink {
-  readonly events: SpawnEvent[] = [];
-  async publish(events: readonly SpawnEvent[]): Promise<void> {
-    this.events.push(...events);
-  }
-}
+const _log = createLogger({}, () => undefined);
 
 /** A one-task sweep and an agent for it; `command` runs as the task. */
 async function agentWith(
@@ -47,38 +34,10 @@ async function agentWith(
   hostnames: (ids: { sweepId: string; instanceId: string }) => HostnameRegistrar,
 ) {
   const { store } = useStore();
-  const spec = parseSpec({ name: "dns", command });
-  const sweep = await createSweep(
-    { store, clock: systemClock },
-    {
-      sweepId: `dns-${randomUUID().slice(0, 8)}`,
-      spec,
-      tasks: expandParams(spec.params, spec.repeat),
-      owner: "test",
-      provider: "local",
-    },
-  );
-  const instanceId = `${sweep.sweepId}-i0`;
-  await mkdir(join(root, instanceId), { recursive: true });
-  await store.putInstance({
-    sweepId: sweep.sweepId,
-    instanceId,
-    provider: "local",
-    status: "launching",
-    slots: 1,
-    launchedAt: Date.now(),
-    deadline: Date.now() + 3_600_000,
-  });
+  const { sweep, instanceId, options } = await agentSweep(store, root, "dns", { command });
   const events = new RecordingSink();
   const agent = new Agent({
-    store,
-    objects: new FileObjectStore(join(root, "objects")),
-    clock: systemClock,
-    log,
-    sweepId: sweep.sweepId,
-    instanceId,
-    workDir: join(root, instanceId),
-    bundleCache: join(root, "bundles"),
+    ...options,
     events,
     hostnames: hostnames({ sweepId: sweep.sweepId, instanceId }),
   });

@@ -2,18 +2,13 @@
  * TaskFailed for the failures an agent finalizes itself: the store on dynalite, real task
  * processes, and an in-memory EventSink standing in for the stack's bus.
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SpawnEvent, SpawnEvent as SpawnEventSchema } from "#core/events.js";
-import { expandParams } from "#core/params.js";
-import { type EventSink, systemClock } from "#core/ports.js";
-import { parseSpec } from "#core/spec.js";
-import { createSweep } from "#core/sweeps.js";
-import { FileObjectStore } from "#providers/local/objects.js";
+import type { EventSink } from "#core/ports.js";
 import { createLogger } from "#providers/log.js";
+import { agentSweep, RecordingSink } from "../test/helpers/agent.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { Agent } from "./agent.js";
 import { publishTaskOutcome } from "./task-events.js";
@@ -29,50 +24,14 @@ afterAll(async () => {
 
 const log = createLogger({}, () => undefined);
 
-/** Records what is published, validated against the event contract as EventBridge's readers do. */
-class RecordingSink implements EventSink {
-  readonly events: SpawnEvent[] = [];
-  async publish(events: readonly SpawnEvent[]): Promise<void> {
-    for (const event of events) this.events.push(SpawnEventSchema.parse(event));
-  }
-}
-
 async function runSweep(command: string, retry: Record<string, unknown>, events: EventSink) {
   const { store } = useStore();
-  const spec = parseSpec({ name: "te", command, params: { grid: { i: [0, 1, 2] } }, retry });
-  const sweep = await createSweep(
-    { store, clock: systemClock },
-    {
-      sweepId: `te-${randomUUID().slice(0, 8)}`,
-      spec,
-      tasks: expandParams(spec.params, spec.repeat),
-      owner: "test",
-      provider: "local",
-    },
-  );
-  const instanceId = `i-${randomUUID().slice(0, 6)}`;
-  await mkdir(join(root, instanceId), { recursive: true });
-  await store.putInstance({
-    sweepId: sweep.sweepId,
-    instanceId,
-    provider: "local",
-    status: "launching",
-    slots: 1,
-    launchedAt: Date.now(),
-    deadline: Date.now() + 3_600_000,
+  const { sweep, options } = await agentSweep(store, root, "te", {
+    command,
+    params: { grid: { i: [0, 1, 2] } },
+    retry,
   });
-  const agent = new Agent({
-    store,
-    objects: new FileObjectStore(join(root, "objects")),
-    clock: systemClock,
-    log,
-    sweepId: sweep.sweepId,
-    instanceId,
-    workDir: join(root, instanceId),
-    bundleCache: join(root, "bundles"),
-    events,
-  });
-  await agent.run();
+  await new Agent({ ...options, events }).run();
   const tasks = await Promise.all([0, 1, 2].map((i) => store.getTask(sweep.sweepId, i, sweep.shardCount)));
   return { sweep, tasks };
 }

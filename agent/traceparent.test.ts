@@ -3,18 +3,14 @@
  * processes) gives every attempt `SPAWN_TRACEPARENT`, a child span of the traceparent recorded on
  * the sweep, and logs it with the attempt's correlation keys.
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expandParams } from "../core/params.js";
-import { systemClock } from "../core/ports.js";
-import { parseSpec } from "../core/spec.js";
-import { createSweep } from "../core/sweeps.js";
 import { parseTraceparent } from "../core/traceparent.js";
 import { FileObjectStore } from "../providers/local/objects.js";
 import { createLogger } from "../providers/log.js";
+import { agentSweep } from "../test/helpers/agent.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { Agent } from "./agent.js";
 
@@ -34,43 +30,21 @@ const LAUNCH = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 /** Runs `command` (two attempts: the first fails) on one agent; returns each attempt's log and the agent's log lines. */
 async function runTraced(traceparent: string | undefined) {
   const { store } = useStore();
-  const spec = parseSpec({
-    name: "trace-test",
-    command: 'echo "tp=[$SPAWN_TRACEPARENT]"; [ "$SPAWN_ATTEMPT" -ge 2 ]',
-    retry: { max_attempts: 2, backoff: "fixed", base: "100ms" },
-  });
-  const sweep = await createSweep(
-    { store, clock: systemClock },
+  const { sweep, options } = await agentSweep(
+    store,
+    root,
+    "tp",
     {
-      sweepId: `tp-${randomUUID().slice(0, 8)}`,
-      spec,
-      tasks: expandParams(spec.params, spec.repeat),
-      owner: "test",
-      provider: "local",
-      ...(traceparent ? { traceparent } : {}),
+      command: 'echo "tp=[$SPAWN_TRACEPARENT]"; [ "$SPAWN_ATTEMPT" -ge 2 ]',
+      retry: { max_attempts: 2, backoff: "fixed", base: "100ms" },
     },
+    traceparent ? { traceparent } : {},
   );
-  const instanceId = `i-${randomUUID().slice(0, 8)}`;
-  await mkdir(join(root, instanceId), { recursive: true });
-  await store.putInstance({
-    sweepId: sweep.sweepId,
-    instanceId,
-    provider: "local",
-    status: "launching",
-    slots: 1,
-    launchedAt: Date.now(),
-    deadline: Date.now() + 3_600_000,
-  });
   const lines: Array<Record<string, unknown>> = [];
   const agent = new Agent({
-    store,
+    ...options,
     objects,
-    clock: systemClock,
     log: createLogger({}, (line) => lines.push(JSON.parse(line))),
-    sweepId: sweep.sweepId,
-    instanceId,
-    workDir: join(root, instanceId),
-    bundleCache: join(root, "bundles"),
     logUploadMs: 100,
   });
   expect(await agent.run()).toBe("no work left");

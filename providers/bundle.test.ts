@@ -1,3 +1,4 @@
+/** Workdir bundles round-trip through create and extract; an empty workdir is a bundle too. */
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -1,3 +1,9 @@
+/**
+ * The dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by
+ * playwright-core), on the embedded default through the real CLI binary: `spawn dashboard`
+ * serves, `spawn sweep launch` runs real agents. Screenshots at desktop and phone widths are
+ * written to test/artifacts/ for review.
+ */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
