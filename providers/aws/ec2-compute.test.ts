@@ -15,7 +15,7 @@ import { beforeEach, describe, expect, test } from "vitest";
 import type { InstanceRecord, SweepRecord } from "#core/model.js";
 import type { Offer } from "#core/placement.js";
 import { parseSpec, type SweepSpecInput } from "#core/spec.js";
-import { ec2Error, poolKey, SimClock, SimEc2, seeded } from "../../test/helpers/sim-ec2.js";
+import { a10gOffer, ec2Error, poolKey, SimClock, SimEc2, seeded } from "../../test/helpers/sim-ec2.js";
 import { DNS_UPDATER_TAG } from "./dns.js";
 import { clientToken, Ec2Compute, type Ec2ComputeOptions, launchStages } from "./ec2-compute.js";
 import { Ec2Throttle } from "./ec2-throttle.js";
@@ -50,28 +50,7 @@ function sweep(
   };
 }
 
-function offer(
-  region: string,
-  az: string,
-  instanceType: string,
-  market: Offer["market"],
-  price: number,
-): Offer {
-  return {
-    instanceType,
-    region,
-    az,
-    gpuName: "A10G",
-    gpuMaker: "NVIDIA",
-    gpus: 1,
-    vcpus: 4,
-    memoryGiB: 16,
-    arch: "x86_64",
-    market,
-    pricePerHour: price,
-    priceSource: "snapshot test",
-  };
-}
+const offer = a10gOffer;
 
 /** Two types × two AZs in each of two regions, spot and on-demand, ranked cheapest first. */
 const OFFERS: Offer[] = [

@@ -27,7 +27,7 @@ import type { SweepRecord } from "#core/model.js";
 import type { Offer } from "#core/placement.js";
 import { parseSpec } from "#core/spec.js";
 import { SpecError } from "#core/spec-error.js";
-import { SimClock } from "../../test/helpers/sim-ec2.js";
+import { a10gOffer, SimClock } from "../../test/helpers/sim-ec2.js";
 import { clientToken, Ec2Compute, PROFILE_PROPAGATION_WAITS_MS } from "./ec2-compute.js";
 import { Ec2Throttle } from "./ec2-throttle.js";
 import {
@@ -240,22 +240,7 @@ describe("createSweepRole", () => {
 
 describe("SweepProfiles: launch with the sweep's profile, then delete it", () => {
   const NOW = Date.UTC(2026, 0, 1);
-  const offers: Offer[] = [
-    {
-      instanceType: "g5.xlarge",
-      region: "us-east-1",
-      az: "use1-az1",
-      gpuName: "A10G",
-      gpuMaker: "NVIDIA",
-      gpus: 1,
-      vcpus: 4,
-      memoryGiB: 16,
-      arch: "x86_64",
-      market: "spot",
-      pricePerHour: 0.4,
-      priceSource: "snapshot test",
-    },
-  ];
+  const offers: Offer[] = [a10gOffer("us-east-1", "use1-az1", "g5.xlarge", "spot", 0.4)];
   const sweep: SweepRecord = {
     sweepId: SWEEP,
     name: "train",

@@ -479,6 +479,31 @@ export class SimAgents {
   }
 }
 
+/** A one-A10G offer (g5/g6-like: 4 vCPUs, 16 GiB) at `price`, for catalogs made up in tests. */
+export function a10gOffer(
+  region: string,
+  az: string,
+  instanceType: string,
+  market: Offer["market"],
+  price: number,
+  priceSource = "snapshot test",
+): Offer {
+  return {
+    instanceType,
+    region,
+    az,
+    gpuName: "A10G",
+    gpuMaker: "NVIDIA",
+    gpus: 1,
+    vcpus: 4,
+    memoryGiB: 16,
+    arch: "x86_64",
+    market,
+    pricePerHour: price,
+    priceSource,
+  };
+}
+
 /**
  * A small synthetic catalog for scale runs: two AZs × `types` per region, spot and on-demand,
  * cheapest spot first; `spotCapacity(region)` instances per spot pool, 1,000 per on-demand pool.
@@ -496,20 +521,8 @@ export function syntheticCatalog(
       const az = `${region.replace(/-/g, "")}-az${z}`;
       types.forEach((instanceType, t) => {
         for (const market of ["spot", "on-demand"] as const) {
-          offers.push({
-            instanceType,
-            region,
-            az,
-            gpuName: "A10G",
-            gpuMaker: "NVIDIA",
-            gpus: 1,
-            vcpus: 4,
-            memoryGiB: 16,
-            arch: "x86_64",
-            market,
-            pricePerHour: (market === "spot" ? 0.4 : 1) + r * 0.01 + t * 0.05 + z * 0.001,
-            priceSource,
-          });
+          const price = (market === "spot" ? 0.4 : 1) + r * 0.01 + t * 0.05 + z * 0.001;
+          offers.push(a10gOffer(region, az, instanceType, market, price, priceSource));
           capacity[poolKey(region, az, instanceType, market)] =
             market === "spot" ? spotCapacity(region) : 1000;
         }
