@@ -3,20 +3,18 @@
  * Node process takes to import the handler module (what a cold start pays before the first event).
  *
  *   deployed:     what the stack deploys, built by scripts/lambdas.mjs (the CDK app runs the same
- *                 build at synth): esbuild, minified, ESM, node22, `@aws-sdk/*` external (the
- *                 runtime provides it), zod's message locales reduced to English;
- *   naive:        the peer: everything bundled, the AWS SDK too, not minified;
- *   zod locales:  for context, the deployed settings with every zod locale kept (what
- *                 NodejsFunction bundling gave before ADR 0031);
- *   sdk only:     for context, importing just the `@aws-sdk/*` packages the deployed bundle imports:
- *                 the part of the import time that is the runtime's SDK, not spawn's code;
- *   own:          the deployed bundle imported after those packages are loaded (not timed): the
- *                 part that is spawn's code.
+ *                 build at synth): esbuild, minified, ESM, node22, the AWS SDK bundled from its ES
+ *                 modules (tree-shaken), zod's message locales reduced to English (ADR 0037);
+ *   runtime SDK:  the same with `@aws-sdk/*` left external, loaded from node_modules as the
+ *                 nodejs22.x runtime would load its own copy (what ADR 0031 deployed);
+ *   naive:        the peer: everything bundled the default way (the SDK's CommonJS builds, so
+ *                 whole clients), not minified.
  *
- * Import time is measured in a fresh `node` per sample (median of `reps`), importing the bundle
- * from a directory inside the repository so `@aws-sdk/*` resolves from node_modules as it does
- * from the runtime's. The handlers read their environment at import, so dummy values are set.
- * Node here is the local one (20); Lambda runs nodejs22.x on arm64.
+ * Import time is measured in a fresh `node` per sample (median of `reps`, variants interleaved),
+ * importing the bundle from a directory inside the repository so `@aws-sdk/*` resolves from
+ * node_modules for the runtime-SDK variant. The handlers read their environment at import, so
+ * dummy values are set, and NODE_OPTIONS is the stack's (source maps read at load). Node here is
+ * the local one (20); Lambda runs nodejs22.x on arm64.
  *
  *   node bench/lambda-bundles.mjs [--reps 15]
  */
@@ -27,49 +25,45 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
-import { buildLambda, LAMBDA_ENTRY_FILE, lambdaNames, REQUIRE_BANNER } from "../scripts/lambdas.mjs";
-import { isMain, median, OUT_DIR, ROOT, round, runStandalone } from "./lib.mjs";
+import {
+  LAMBDA_ENTRY_FILE,
+  LAMBDA_NODE_OPTIONS,
+  lambdaBuildOptions,
+  lambdaNames,
+} from "../scripts/lambdas.mjs";
+import { isMain, median, OUT_DIR, round, runStandalone } from "./lib.mjs";
 
 export const NAME = "lambda-bundles";
 export const TARGET_BYTES = 300 * 1024;
 export const TARGET_IMPORT_MS = 150;
 
-/** The comparison variants, built with esbuild directly; `deployed` is scripts/lambdas.mjs's build. */
+/** Each variant's esbuild options, from the deployed ones. */
 const VARIANTS = {
-  naive: { minify: false, external: [] },
-  zodLocales: { minify: true, external: ["@aws-sdk/*"] },
+  deployed: (fn, dir) => lambdaBuildOptions(fn, dir),
+  runtimeSdk: (fn, dir) => ({ ...lambdaBuildOptions(fn, dir), external: ["@aws-sdk/*"] }),
+  naive: (fn, dir) => ({
+    ...lambdaBuildOptions(fn, dir),
+    minify: false,
+    mainFields: undefined,
+    plugins: [],
+    sourcemap: false,
+    legalComments: "inline",
+  }),
 };
 
-/** Builds `fn` as `variant` into `dir`; resolves with the entry file, its bytes and its external SDK imports. */
+/** Builds `fn` as `variant` into `dir`; resolves with the entry file, its bytes and the SDK's share of them. */
 async function bundle(fn, variant, dir) {
-  const file = join(dir, LAMBDA_ENTRY_FILE);
-  let metafile;
-  if (variant === "deployed") metafile = await buildLambda(fn, dir);
-  else {
-    const v = VARIANTS[variant];
-    ({ metafile } = await build({
-      entryPoints: [join(ROOT, "lambdas", fn, "handler.ts")],
-      bundle: true,
-      minify: v.minify,
-      platform: "node",
-      format: "esm",
-      target: "node22",
-      external: v.external,
-      banner: { js: REQUIRE_BANNER },
-      outfile: file,
-      metafile: true,
-      logLevel: "silent",
-    }));
-  }
+  const { metafile } = await build({ ...VARIANTS[variant](fn, dir), logLevel: "silent" });
   const output = Object.entries(metafile.outputs).find(([path]) => path.endsWith(LAMBDA_ENTRY_FILE))[1];
-  const sdk = [
-    ...new Set(output.imports.filter((i) => i.external && i.path.startsWith("@aws-sdk/")).map((i) => i.path)),
-  ];
-  return { file, bytes: output.bytes, sdk };
+  const sdkBytes = Object.entries(output.inputs)
+    .filter(([path]) => /node_modules\/@(aws-sdk|smithy|aws-crypto)\//.test(path))
+    .reduce((sum, [, input]) => sum + input.bytesInOutput, 0);
+  return { file: join(dir, LAMBDA_ENTRY_FILE), bytes: output.bytes, sdkBytes };
 }
 
-/** Dummy values for every variable the handlers read at cold start. */
+/** Dummy values for every variable the handlers read at cold start, and the stack's NODE_OPTIONS. */
 const LAMBDA_ENV = {
+  NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
   AWS_REGION: "us-east-1",
   AWS_ACCESS_KEY_ID: "bench",
   AWS_SECRET_ACCESS_KEY: "bench",
@@ -90,12 +84,9 @@ const LAMBDA_ENV = {
   SPAWN_IDENTITY_CERTS_FILE: "identity-certificates.json",
 };
 
-/**
- * One fresh process: ms from just before `import()` of the bundle to its module being evaluated,
- * after importing `preload` (untimed).
- */
-function importOnce(runner, file, preload = []) {
-  const r = spawnSync(process.execPath, [runner, file, ...preload], {
+/** One fresh process: ms from just before `import()` of the bundle to its module being evaluated. */
+function importOnce(runner, file) {
+  const r = spawnSync(process.execPath, [runner, file], {
     env: { ...process.env, ...LAMBDA_ENV },
     encoding: "utf8",
     timeout: 30_000,
@@ -110,52 +101,44 @@ export async function main({ reps = 15, log = console.log } = {}) {
   const runner = join(dir, "import-once.mjs");
   await writeFile(
     runner,
-    "for (const p of process.argv.slice(3)) await import(p);\nconst t0 = performance.now();\nawait import(process.argv[2]);\nprocess.stdout.write(String(performance.now() - t0));\n",
+    "const t0 = performance.now();\nawait import(process.argv[2]);\nprocess.stdout.write(String(performance.now() - t0));\n",
   );
-  const variants = ["deployed", ...Object.keys(VARIANTS), "sdkOnly", "own"];
+  const variants = Object.keys(VARIANTS);
   const functions = {};
   try {
     for (const fn of lambdaNames()) {
       const out = {};
-      const files = {};
-      for (const variant of ["deployed", ...Object.keys(VARIANTS)]) {
+      for (const variant of variants) {
         const built = await bundle(fn, variant, join(dir, fn, variant));
-        files[variant] = built.file;
-        out[variant] = { bytes: built.bytes, kib: round(built.bytes / 1024, 1), gzipKiB: 0, importMs: [] };
-        if (variant === "deployed") {
-          // The SDK packages alone, imported the way the bundle imports them (from this directory).
-          files.sdkOnly = join(dir, fn, "sdk-only.mjs");
-          await writeFile(files.sdkOnly, built.sdk.map((p) => `import "${p}";`).join("\n"));
-          out.sdkOnly = { packages: built.sdk, importMs: [] };
-          out.own = { importMs: [] };
-        }
+        out[variant] = {
+          file: built.file,
+          bytes: built.bytes,
+          kib: round(built.bytes / 1024, 1),
+          sdkKiB: round(built.sdkBytes / 1024, 1),
+          gzipKiB: round(gzipSync(readFileSync(built.file)).length / 1024, 1),
+          importMs: [],
+        };
       }
       // Interleaved, so drift in machine load hits every variant alike.
       for (let i = 0; i < reps; i++)
-        for (const variant of variants)
-          out[variant].importMs.push(
-            variant === "own"
-              ? importOnce(runner, files.deployed, out.sdkOnly.packages)
-              : importOnce(runner, files[variant]),
-          );
+        for (const variant of variants) out[variant].importMs.push(importOnce(runner, out[variant].file));
       for (const variant of variants) {
-        if (files[variant] && variant !== "sdkOnly")
-          out[variant].gzipKiB = round(gzipSync(readFileSync(files[variant])).length / 1024, 1);
+        delete out[variant].file;
         out[variant].medianImportMs = round(median(out[variant].importMs), 1);
         out[variant].importMs = out[variant].importMs.map((x) => round(x, 1));
       }
-      const d = out.deployed;
+      const { deployed: d, runtimeSdk: r, naive: n } = out;
       functions[fn] = {
         ...out,
-        sizeRatioVsNaive: round(d.bytes / out.naive.bytes, 3),
-        importRatioVsNaive: round(d.medianImportMs / out.naive.medianImportMs, 2),
+        sizeRatioVsNaive: round(d.bytes / n.bytes, 3),
+        importRatioVsNaive: round(d.medianImportMs / n.medianImportMs, 2),
+        importRatioVsRuntimeSdk: round(d.medianImportMs / r.medianImportMs, 2),
         targetBytesMet: d.bytes <= TARGET_BYTES,
         targetImportMet: d.medianImportMs <= TARGET_IMPORT_MS,
       };
       log(
-        `${fn}: deployed ${d.kib} KiB (gzip ${d.gzipKiB}), import ${d.medianImportMs} ms ` +
-          `(SDK alone ${out.sdkOnly.medianImportMs} ms, spawn's own ${out.own.medianImportMs} ms); naive ${out.naive.kib} KiB, import ` +
-          `${out.naive.medianImportMs} ms; with zod locales ${out.zodLocales.kib} KiB, import ${out.zodLocales.medianImportMs} ms`,
+        `${fn}: deployed ${d.kib} KiB (SDK ${d.sdkKiB}, gzip ${d.gzipKiB}), import ${d.medianImportMs} ms; ` +
+          `runtime SDK ${r.kib} KiB, import ${r.medianImportMs} ms; naive ${n.kib} KiB, import ${n.medianImportMs} ms`,
       );
     }
   } finally {

@@ -12,6 +12,7 @@ import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk
 import { Architecture, Code, Function as LambdaFunction, Runtime } from "aws-cdk-lib/aws-lambda";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
+import { LAMBDA_NODE_OPTIONS } from "../../scripts/lambdas.mjs";
 import { projectPath } from "./paths.js";
 
 const bundles = new Map<string, string>();
@@ -97,7 +98,7 @@ export function spawnFunction(
     timeout: props.timeout,
     role,
     logGroup,
-    environment: { ...props.environment, NODE_OPTIONS: "--enable-source-maps" },
+    environment: { ...props.environment, NODE_OPTIONS: LAMBDA_NODE_OPTIONS },
   });
   Validations.of(fn).acknowledge({
     id: "AwsSolutions-L1",
