@@ -3,6 +3,7 @@
  * then least privilege throughout; cdk-nag stays clean; bad context fails synth naming the key.
  * Also what every deployed function is built from (ADR 0031).
  */
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,7 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DNS_TAG } from "#providers/aws/dns.js";
 import { readConfig } from "./lib/config.js";
-import { CERTIFICATES_FILE } from "./lib/dns.js";
+import { CERTIFICATES_FILE, readIdentityCertificates } from "./lib/dns.js";
 import { HOME, type Synthesized, synthesize } from "./test/fixtures.js";
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -202,6 +203,14 @@ describe("bad DNS context", () => {
       /the certificate for us-east-1 is not a PEM certificate/,
     );
     expect(app(certificates("[]"))).toThrow(/must be a JSON object of region → PEM/);
+  });
+
+  it("fails synth on an expired certificate, naming its region and end date", () => {
+    const validTo = Date.parse(new X509Certificate(readFileSync(CERT, "utf8")).validTo);
+    expect(readIdentityCertificates(certsFile, validTo - 1)).toHaveProperty(HOME);
+    expect(() => readIdentityCertificates(certsFile, validTo + 1)).toThrow(
+      new RegExp(`the certificate for ${HOME} expired .*2126.*copy the current one from the EC2 user guide`),
+    );
   });
 });
 

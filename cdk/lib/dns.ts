@@ -32,9 +32,9 @@ export const TERMINATION_PATTERN = {
 
 /**
  * Reads the certificates file named by `spawn:identityCertificates`: a JSON object, region →
- * PEM, each a certificate. Throws naming the key and the problem, at synth.
+ * PEM, each a certificate valid at `now`. Throws naming the key and the problem, at synth.
  */
-export function readIdentityCertificates(file: string): Record<string, string> {
+export function readIdentityCertificates(file: string, now = Date.now()): Record<string, string> {
   const where = `spawn:identityCertificates (${file})`;
   let parsed: unknown;
   try {
@@ -49,13 +49,20 @@ export function readIdentityCertificates(file: string): Record<string, string> {
   for (const [region, pem] of Object.entries(parsed)) {
     if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(region))
       throw new Error(`${where}: ${JSON.stringify(region)} is not an AWS region`);
+    let certificate: X509Certificate;
     try {
-      new X509Certificate(String(pem));
+      certificate = new X509Certificate(String(pem));
     } catch (error) {
       throw new Error(
         `${where}: the certificate for ${region} is not a PEM certificate: ${(error as Error).message}`,
       );
     }
+    // The function refuses every document checked against an expired certificate (AWS rotates
+    // them): deploying one would make every registration fail, so synth refuses it instead.
+    if (Date.parse(certificate.validTo) < now)
+      throw new Error(
+        `${where}: the certificate for ${region} expired ${certificate.validTo}; copy the current one from the EC2 user guide ("AWS public certificates for instance identity document signatures", RSA)`,
+      );
   }
   return parsed as Record<string, string>;
 }
