@@ -6,21 +6,19 @@
  * series, and the per-task trace.
  */
 import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SpawnEvent } from "../core/events.js";
 import type { InstanceRecord } from "../core/model.js";
-import { expandParams } from "../core/params.js";
 import { type Compute, type ObservedInstance, systemClock } from "../core/ports.js";
 import { reconcile } from "../core/reconcile.js";
-import { parseSpec, type SweepSpecInput } from "../core/spec.js";
-import { createSweep } from "../core/sweeps.js";
+import type { SweepSpecInput } from "../core/spec.js";
 import { FileObjectStore } from "../providers/local/objects.js";
-import { createLogger } from "../providers/log.js";
+import { agentInstance, writeSweep } from "../test/helpers/agent.js";
+import { waitFor } from "../test/helpers/cli.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { Agent, type ExecutorSupport } from "./agent.js";
 import { GpuSeries, gpuSeriesKey } from "./gpus.js";
@@ -37,24 +35,10 @@ const GiB = 2 ** 30;
 const uuid = (i: number) => `GPU-00000000-0000-0000-0000-${String(i).padStart(12, "0")}`;
 
 const useStore = useDynaliteStore("gp");
-const log = createLogger({}, () => undefined);
 let root: string;
 let objects: FileObjectStore;
 
-async function sweepWith(spec: Omit<SweepSpecInput, "name">) {
-  const { store } = useStore();
-  const parsed = parseSpec({ name: "gpu-test", ...spec });
-  return createSweep(
-    { store, clock: systemClock },
-    {
-      sweepId: `gp-${randomUUID().slice(0, 8)}`,
-      spec: parsed,
-      tasks: expandParams(parsed.params, parsed.repeat),
-      owner: "test",
-      provider: "local",
-    },
-  );
-}
+const sweepWith = (spec: Omit<SweepSpecInput, "name">) => writeSweep(useStore().store, "gp", spec);
 
 /** An agent on a fake-NVML instance with `gpus` GPUs whose processes are listed in `procs`. */
 async function gpuAgent(
@@ -63,27 +47,9 @@ async function gpuAgent(
   fake: { gpus: number; procs: string; extra?: Record<string, string> },
   options: Partial<ExecutorSupport> & { events?: SpawnEvent[] } = {},
 ) {
-  const { store } = useStore();
-  await mkdir(join(root, instanceId), { recursive: true });
-  await store.putInstance({
-    sweepId,
-    instanceId,
-    provider: "local",
-    status: "launching",
-    slots: 1,
-    launchedAt: Date.now(),
-    deadline: Date.now() + 3_600_000,
-  });
   const { events, ...executor } = options;
   return new Agent({
-    store,
-    objects,
-    clock: systemClock,
-    log,
-    sweepId,
-    instanceId,
-    workDir: join(root, instanceId),
-    bundleCache: join(root, "bundles"),
+    ...(await agentInstance(useStore().store, root, sweepId, instanceId)),
     logUploadMs: 200,
     executor: {
       binary,
@@ -102,16 +68,6 @@ async function gpuAgent(
     },
     ...(events ? { events: { publish: async (e) => void events.push(...e) } } : {}),
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Every task writes what it was given, as metrics, then sleeps so that they overlap. */
@@ -152,7 +108,7 @@ describe.skipIf(!hasNvcc)(
 
       // When: it boots
       const run = agent.run();
-      const record = await until("the health verdict", async () => {
+      const record = await waitFor("the health verdict", async () => {
         const i = await store.getInstance(sweep.sweepId, `${sweep.sweepId}-i0`);
         return i?.health ? i : undefined;
       });

@@ -2,17 +2,14 @@
  * The agent against real parts: the store on in-process dynalite, the local object store, a fake
  * IMDS speaking IMDSv2, and real task processes.
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expandParams } from "../core/params.js";
-import { systemClock } from "../core/ports.js";
-import { parseSpec, type SweepSpecInput } from "../core/spec.js";
-import { createSweep } from "../core/sweeps.js";
+import type { SweepSpecInput } from "../core/spec.js";
 import { FileObjectStore } from "../providers/local/objects.js";
-import { createLogger } from "../providers/log.js";
+import { agentInstance, writeSweep } from "../test/helpers/agent.js";
+import { waitFor } from "../test/helpers/cli.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { startFakeImds } from "../test/helpers/fake-imds.js";
 import { Agent, type AgentOptions } from "./agent.js";
@@ -29,59 +26,14 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const log = createLogger({}, () => undefined);
-
-async function sweepWith(spec: Omit<SweepSpecInput, "name">) {
-  const { store } = useStore();
-  const parsed = parseSpec({ name: "agent-test", ...spec });
-  const sweep = await createSweep(
-    { store, clock: systemClock },
-    {
-      sweepId: `ag-${randomUUID().slice(0, 8)}`,
-      spec: parsed,
-      tasks: expandParams(parsed.params, parsed.repeat),
-      owner: "test",
-      provider: "local",
-    },
-  );
-  return sweep;
-}
+const sweepWith = (spec: Omit<SweepSpecInput, "name">) => writeSweep(useStore().store, "ag", spec);
 
 async function agentFor(sweepId: string, instanceId: string, extra: Partial<AgentOptions> = {}) {
-  const { store } = useStore();
-  await mkdir(join(root, instanceId), { recursive: true });
-  await store.putInstance({
-    sweepId,
-    instanceId,
-    provider: "local",
-    status: "launching",
-    slots: 1,
-    launchedAt: Date.now(),
-    deadline: Date.now() + 3_600_000,
-  });
-  return new Agent({
-    store,
-    objects,
-    clock: systemClock,
-    log,
-    sweepId,
-    instanceId,
-    workDir: join(root, instanceId),
-    bundleCache: join(root, "bundles"),
-    logUploadMs: 200,
-    ...extra,
-  });
+  const options = await agentInstance(useStore().store, root, sweepId, instanceId);
+  return new Agent({ ...options, logUploadMs: 200, ...extra });
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(what, probe, 20_000, 50);
 
 /** One attempt's log, from the chunks the agent shipped. */
 async function attemptLog(sweepId: string, index: number, attempt: number): Promise<string> {

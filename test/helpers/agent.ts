@@ -23,19 +23,15 @@ export interface AgentSweep {
   options: AgentOptions;
 }
 
-/**
- * Writes a sweep of `spec` (a raw spec, as a user writes it) and an instance for it, and returns the
- * agent's options. Ids start with `prefix`; files go under `root`.
- */
-export async function agentSweep(
+/** Writes a sweep of `spec` (a raw spec, as a user writes it) whose id starts with `prefix`. */
+export async function writeSweep(
   store: StateStore,
-  root: string,
   prefix: string,
   spec: Record<string, unknown>,
   extra: Partial<Pick<CreateSweepInput, "traceparent">> = {},
-): Promise<AgentSweep> {
+): Promise<SweepRecord> {
   const parsed = parseSpec({ name: prefix, ...spec });
-  const sweep = await createSweep(
+  return createSweep(
     { store, clock: systemClock },
     {
       sweepId: `${prefix}-${randomUUID().slice(0, 8)}`,
@@ -46,10 +42,21 @@ export async function agentSweep(
       ...extra,
     },
   );
-  const instanceId = `${sweep.sweepId}-i0`;
+}
+
+/**
+ * Writes a `launching` instance of `sweepId` and returns what `new Agent(...)` needs for it: objects
+ * under `root/objects` (shared by every agent of the test), its work directory under `root`.
+ */
+export async function agentInstance(
+  store: StateStore,
+  root: string,
+  sweepId: string,
+  instanceId: string,
+): Promise<AgentOptions> {
   await mkdir(join(root, instanceId), { recursive: true });
   await store.putInstance({
-    sweepId: sweep.sweepId,
+    sweepId,
     instanceId,
     provider: "local",
     status: "launching",
@@ -58,19 +65,28 @@ export async function agentSweep(
     deadline: Date.now() + 3_600_000,
   });
   return {
-    sweep,
+    store,
+    objects: new FileObjectStore(join(root, "objects")),
+    clock: systemClock,
+    log: createLogger({}, () => undefined),
+    sweepId,
     instanceId,
-    options: {
-      store,
-      objects: new FileObjectStore(join(root, "objects")),
-      clock: systemClock,
-      log: createLogger({}, () => undefined),
-      sweepId: sweep.sweepId,
-      instanceId,
-      workDir: join(root, instanceId),
-      bundleCache: join(root, "bundles"),
-    },
+    workDir: join(root, instanceId),
+    bundleCache: join(root, "bundles"),
   };
+}
+
+/** A sweep of `spec` with one instance (`<sweep>-i0`), and the agent's options for it. */
+export async function agentSweep(
+  store: StateStore,
+  root: string,
+  prefix: string,
+  spec: Record<string, unknown>,
+  extra: Partial<Pick<CreateSweepInput, "traceparent">> = {},
+): Promise<AgentSweep> {
+  const sweep = await writeSweep(store, prefix, spec, extra);
+  const instanceId = `${sweep.sweepId}-i0`;
+  return { sweep, instanceId, options: await agentInstance(store, root, sweep.sweepId, instanceId) };
 }
 
 /** Records what an agent publishes, validated against the event contract as the bus's readers do. */

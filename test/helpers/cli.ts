@@ -61,13 +61,18 @@ export function serverInfo(home: string): { pid: number; endpoint: string } | un
   }
 }
 
-/** Polls `probe` (every 200 ms) until it returns a value; throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 120_000): Promise<T> {
+/** Polls `probe` (every `intervalMs`) until it returns a value; throws naming `what` after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 120_000,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const value = probe();
+    const value = await probe();
     if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out waiting for ${what}`);
 }
