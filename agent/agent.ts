@@ -63,7 +63,7 @@ import { readFinalMetrics } from "./metrics.js";
 import { networkPlan, networkRefusal } from "./network.js";
 import { collectOutputs, outputsPrefix } from "./outputs.js";
 import { fetchDependencyResults, readLogTail } from "./queue-jobs.js";
-import { type MetGang, meetGang } from "./rendezvous.js";
+import { type MetGang, meetGang, PeerNames } from "./rendezvous.js";
 import { StageInputs, thaw } from "./stage-inputs.js";
 import { publishTaskOutcome } from "./task-events.js";
 import { runTask, TaskAbort } from "./task-runner.js";
@@ -162,6 +162,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 export class Agent {
   private sweep!: SweepRecord;
+  /** How gang members find each other by hostname (agent/rendezvous.ts); set as run() starts. */
+  private names!: PeerNames;
   private readonly running = new Map<number, Running>();
   private stopping = false;
   /** A rebalance recommendation: no new claims, running tasks go on. */
@@ -231,7 +233,12 @@ export class Agent {
       throw error;
     }
     // The hostname registers in the background: DNS never holds up work (docs/dns.md).
-    if (this.o.hostnames) this.inBackground(registerHostname({ ...this.o, sweepId }, this.o.hostnames));
+    const hostnames = this.o.hostnames && {
+      resolver: this.o.hostnames.resolver,
+      registered: registerHostname({ ...this.o, sweepId }, this.o.hostnames),
+    };
+    if (hostnames) this.inBackground(hostnames.registered);
+    this.names = new PeerNames({ log, ...hostnames });
     const refusal = networkRefusal(sweep.spec, this.o.provider ?? "local");
     if (refusal) {
       await this.failSweep(refusal);
@@ -883,6 +890,7 @@ export class Agent {
           instanceId: this.o.instanceId,
           provider: this.o.provider ?? "local",
           ...(this.o.imds ? { imds: this.o.imds } : {}),
+          names: this.names,
           dir,
           logFile,
           log,

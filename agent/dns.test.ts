@@ -16,6 +16,7 @@ import { agentSweep, RecordingSink } from "../test/helpers/agent.js";
 import { useDynaliteStore } from "../test/helpers/dynamo.js";
 import { Agent } from "./agent.js";
 import { DNS_TIMEOUT_MS, type HostnameRegistrar, hostLabel, LambdaHostnames, LocalHostnames } from "./dns.js";
+import { DnsResolver } from "./resolve.js";
 
 const useStore = useDynaliteStore("dn");
 let root: string;
@@ -52,6 +53,18 @@ describe("hostLabel", () => {
 });
 
 describe("on the embedded default", () => {
+  it("resolves the names agents registered through the same hosts file", async () => {
+    const home = await mkdtemp(join(root, "resolve-"));
+    const hosts = new LocalHosts(home);
+    const a = new LocalHostnames(hosts, { sweepId: "s", instanceId: "s-i0" });
+    const b = new LocalHostnames(new LocalHosts(home), { sweepId: "s", instanceId: "s-i1" });
+    await hosts.register({ sweepId: "s", instanceId: "s-i1", name: "i1", ip: "127.0.0.2" });
+
+    expect(await a.register()).toEqual({ host: "i0.s.spawn.local" });
+    expect(await b.resolver.resolve("i0.s.spawn.local")).toEqual(["127.0.0.1"]);
+    expect(await a.resolver.resolve("i1.s.spawn.local")).toEqual(["127.0.0.2"]);
+  });
+
   it("an agent is in the hosts file while it runs and gone after it deregisters; its record says so", async () => {
     // Given: an agent whose task resolves its own name through the hosts file
     const home = join(root, "home");
@@ -190,6 +203,19 @@ describe("on AWS (LambdaHostnames)", () => {
     expect(dns).toMatchObject({ status: "failed", error: /no answer from the DNS registration within 3 s/ });
     expect(dns.at - started).toBeLessThan(DNS_TIMEOUT_MS + 1500);
     await run;
+  });
+
+  it("resolves names through the system resolver unless given another", () => {
+    const options = {
+      imds: imds(TAGGED),
+      sweepId: "s",
+      instanceId: "s-i0",
+      credentials,
+      invoke: async () => ({}),
+    };
+    const zone = new DnsResolver(async () => [{ address: "10.0.1.23" }]);
+    expect(new LambdaHostnames(options).resolver).toBeInstanceOf(DnsResolver);
+    expect(new LambdaHostnames({ ...options, resolver: zone }).resolver).toBe(zone);
   });
 
   it("does nothing where the stack has no hostnames (no tag)", async () => {

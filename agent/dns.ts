@@ -13,6 +13,7 @@ import type { AwsCredentials, InvokeOptions } from "#providers/aws/lambda-invoke
 import type { LocalHosts } from "#providers/local/hosts.js";
 import type { Logger } from "#providers/log.js";
 import type { ImdsClient } from "./imds.js";
+import { DnsResolver, type HostResolver } from "./resolve.js";
 
 /** How long the agent waits for a registration or a removal. */
 export const DNS_TIMEOUT_MS = 3000;
@@ -28,11 +29,13 @@ export class HostnameError extends Error {
   }
 }
 
-/** Where an agent's hostname lives. */
+/** Where an agent's hostname lives, and how the names registered there resolve. */
 export interface HostnameRegistrar {
   /** The registered host name; undefined when this deployment has no hostnames. Throws HostnameError. */
   register(signal: AbortSignal): Promise<{ host: string } | undefined>;
   deregister(signal: AbortSignal): Promise<void>;
+  /** Resolves the names agents register here (its peers' included). */
+  readonly resolver: HostResolver;
 }
 
 /** The label an instance asks for: its rank within the sweep (`i3` of `<sweep>-i3`), else its id. */
@@ -43,8 +46,11 @@ export function hostLabel(sweepId: string, instanceId: string): string {
   return label.replace(/^-+|-+$/g, "") || "instance";
 }
 
-/** Rejects when `signal` aborts, whatever `work` is doing (IMDS and fetch each have their own timeouts too). */
-function bounded<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+/**
+ * Rejects when `signal` (an `AbortSignal.timeout(DNS_TIMEOUT_MS)`) aborts, whatever `work` is
+ * doing (IMDS and fetch each have their own timeouts too; getaddrinfo cannot be aborted at all).
+ */
+export function bounded<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const abort = () => reject(new Error(`no answer from ${what} within ${DNS_TIMEOUT_MS / 1000} s`));
     if (signal.aborted) return abort();
@@ -69,6 +75,11 @@ export class LocalHostnames implements HostnameRegistrar {
   async deregister(): Promise<void> {
     await this.hosts.deregister(this.ids.instanceId);
   }
+
+  /** Names resolve through the same file. */
+  get resolver(): HostResolver {
+    return this.hosts;
+  }
 }
 
 export interface LambdaHostnamesOptions {
@@ -79,6 +90,8 @@ export interface LambdaHostnamesOptions {
   credentials: () => Promise<AwsCredentials>;
   /** providers/aws/lambda-invoke.ts `invokeLambda` (tests: a loopback endpoint). */
   invoke: (options: InvokeOptions) => Promise<unknown>;
+  /** How the zone's names resolve. @default the system resolver ({@link DnsResolver}) */
+  resolver?: HostResolver;
 }
 
 /**
@@ -86,7 +99,11 @@ export interface LambdaHostnamesOptions {
  * carries IMDS's identity document and signature, which is all the function trusts.
  */
 export class LambdaHostnames implements HostnameRegistrar {
-  constructor(private readonly o: LambdaHostnamesOptions) {}
+  readonly resolver: HostResolver;
+
+  constructor(private readonly o: LambdaHostnamesOptions) {
+    this.resolver = o.resolver ?? new DnsResolver();
+  }
 
   register(signal: AbortSignal): Promise<{ host: string } | undefined> {
     return this.call("register", signal);
@@ -141,15 +158,20 @@ export interface HostnameDeps {
 
 /**
  * Registers the hostname, waiting at most DNS_TIMEOUT_MS, and writes the outcome on the instance
- * record; a failure is logged and published (DnsRegistrationFailed). Never throws.
+ * record; a failure is logged and published (DnsRegistrationFailed). Resolves with the registered
+ * host name, undefined when there is none (no hostnames here, or the registration failed). Never
+ * throws.
  */
-export async function registerHostname(deps: HostnameDeps, registrar: HostnameRegistrar): Promise<void> {
+export async function registerHostname(
+  deps: HostnameDeps,
+  registrar: HostnameRegistrar,
+): Promise<string | undefined> {
   const { store, clock, log, sweepId, instanceId } = deps;
   const signal = AbortSignal.timeout(DNS_TIMEOUT_MS);
   let dns: { host: string; status: "registered" | "failed"; at: number; error?: string };
   try {
     const registered = await bounded(registrar.register(signal), signal, "the DNS registration");
-    if (!registered) return;
+    if (!registered) return undefined;
     dns = { host: registered.host, status: "registered", at: clock.now() };
     log.info("hostname registered", { host: registered.host });
   } catch (error) {
@@ -165,6 +187,7 @@ export async function registerHostname(deps: HostnameDeps, registrar: HostnameRe
   await store
     .updateInstance(sweepId, instanceId, { status: ["launching", "running"] }, { dns })
     .catch((error) => log.warn("could not record the hostname on the instance", { error }));
+  return dns.status === "registered" ? dns.host : undefined;
 }
 
 /** Removes the hostname (the agent is deregistering), waiting at most DNS_TIMEOUT_MS. Never throws. */

@@ -1,9 +1,11 @@
 /**
  * A gang member's rendezvous, through the state store (never EC2 tags, which cap at 256
  * characters): the member publishes where it can be reached on its own row (a conditional write
- * under its lease), then reads its siblings' rows until every member of its epoch has done the
- * same, or until `rendezvous_timeout` passes. Then it writes the peers file and the MPI hostfile
- * its command is given. See docs/gangs.md.
+ * under its lease): its hostname and its address. Then it reads its siblings' rows until every
+ * member of its epoch has done the same, or until `rendezvous_timeout` passes, finds each sibling
+ * by its name ({@link PeerNames}: Route 53 on AWS, `$SPAWN_HOME/hosts` locally; by address where
+ * a member has no name) and writes the peers file and the MPI hostfile its command is given.
+ * See docs/gangs.md and ADR 0041.
  *
  * While the command runs, {@link watchMembership} re-reads the member's own row: a restart of the
  * gang (core/gang.ts) moves the row away from this attempt, and the member must stop.
@@ -18,7 +20,9 @@ import { memberIndex, restartGang } from "#core/gang.js";
 import type { GangMember, GangPeer, SweepRecord, TaskRecord } from "#core/model.js";
 import type { Clock, StateStore } from "#core/ports.js";
 import type { Logger } from "#providers/log.js";
+import { bounded, DNS_TIMEOUT_MS } from "./dns.js";
 import type { ImdsClient } from "./imds.js";
+import type { HostResolver } from "./resolve.js";
 
 /** A member row as its agent claimed it. */
 export type MemberTask = TaskRecord & { gang: GangMember };
@@ -32,18 +36,76 @@ export interface PeerEntry {
   port: number | null;
 }
 
-/** How this instance is reached by its gang: 127.0.0.1 locally (a gang shares one machine), IMDS on EC2. */
-export async function peerAddress(
-  provider: string,
-  imds?: ImdsClient,
-): Promise<Pick<GangPeer, "address" | "dnsName">> {
-  if (provider !== "aws" || !imds) return { address: "127.0.0.1", dnsName: "localhost" };
-  const [address, dnsName] = await Promise.all([
-    imds.get("/latest/meta-data/local-ipv4"),
-    imds.get("/latest/meta-data/local-hostname"),
-  ]);
+/** This instance's address for its gang: 127.0.0.1 locally (a gang shares one machine), IMDS's local-ipv4 on EC2. */
+export async function peerAddress(provider: string, imds?: ImdsClient): Promise<string> {
+  if (provider !== "aws" || !imds) return "127.0.0.1";
+  const address = await imds.get("/latest/meta-data/local-ipv4");
   if (!address) throw new Error("IMDS has no local-ipv4 for this instance: its gang cannot reach it");
-  return { address: address.trim(), ...(dnsName ? { dnsName: dnsName.trim() } : {}) };
+  return address.trim();
+}
+
+export interface PeerNamesOptions {
+  /** How hostnames resolve here (the HostnameRegistrar's resolver); absent: no hostnames here. */
+  resolver?: HostResolver;
+  /** This instance's hostname once its registration has ended (agent/dns.ts registerHostname). */
+  registered?: Promise<string | undefined>;
+  log: Logger;
+}
+
+/**
+ * Peer discovery by name, the same on both providers (ADR 0041): a member publishes its
+ * hostname, and its siblings turn that name into the address they hand to the command. A member
+ * without a name (DNS registration failed, or this deployment has none) or whose name resolves to
+ * nothing is found by the address on its row instead; the agent says so once in its log, not on
+ * every gang it joins. One per agent.
+ */
+export class PeerNames {
+  private saidFallback = false;
+
+  constructor(private readonly o: PeerNamesOptions) {}
+
+  /** The name this instance gives its gang; undefined when it has none (it is reached by address). */
+  async self(): Promise<string | undefined> {
+    const host = this.o.resolver ? await this.o.registered : undefined;
+    if (!host)
+      this.fallBack(this.o.resolver ? "this instance's hostname is not registered" : "no hostnames here");
+    return host;
+  }
+
+  /**
+   * `peers`, each at the address its hostname resolves to: the address on its row when that is
+   * one of them (so members that resolve alike write the same bytes), else the first. A peer
+   * without a name, or whose name does not resolve within DNS_TIMEOUT_MS, keeps its row's address.
+   */
+  async addresses<P extends { rank: number; address: string; dnsName: string | null }>(
+    peers: readonly P[],
+  ): Promise<P[]> {
+    const resolver = this.o.resolver;
+    return Promise.all(
+      peers.map(async (peer) => {
+        if (!resolver || !peer.dnsName) {
+          this.fallBack(`rank ${peer.rank} has no hostname`);
+          return peer;
+        }
+        const signal = AbortSignal.timeout(DNS_TIMEOUT_MS);
+        const found = await bounded(resolver.resolve(peer.dnsName), signal, "the resolver").catch(
+          (error: Error) => error,
+        );
+        if (found instanceof Error || found.length === 0) {
+          const why = found instanceof Error ? `did not resolve: ${found.message}` : "resolves to no address";
+          this.fallBack(`${peer.dnsName} (rank ${peer.rank}) ${why}`);
+          return peer;
+        }
+        return found.includes(peer.address) ? peer : { ...peer, address: found[0]! };
+      }),
+    );
+  }
+
+  private fallBack(reason: string): void {
+    if (this.saidFallback) return;
+    this.saidFallback = true;
+    this.o.log.warn("gang peers are found by address, not by hostname", { reason });
+  }
 }
 
 /**
@@ -113,8 +175,10 @@ export interface JoinGangOptions {
   sweep: Pick<SweepRecord, "sweepId" | "shardCount" | "spec">;
   task: MemberTask;
   instanceId: string;
-  /** Where this member is reached ({@link peerAddress}). */
-  self: Pick<GangPeer, "address" | "dnsName">;
+  /** This member's address ({@link peerAddress}). */
+  address: string;
+  /** This agent's peer discovery: the name it publishes, and how it finds its siblings. */
+  names: PeerNames;
   /** The attempt's directory: `peers.json` and `hostfile` are written here. */
   dir: string;
   /** Aborts the wait (the agent stops). */
@@ -150,8 +214,9 @@ export async function joinGang(o: JoinGangOptions): Promise<JoinResult> {
   const { epoch, size, rank } = task.gang;
   const timeout = sweep.spec.rendezvous_timeout;
   const deadline = clock.now() + timeout;
-  const port = await freePort(o.self.address === "127.0.0.1" ? "127.0.0.1" : "0.0.0.0");
-  const peer: GangPeer = { instanceId, ...o.self, port };
+  const port = await freePort(o.address === "127.0.0.1" ? "127.0.0.1" : "0.0.0.0");
+  const dnsName = await o.names.self();
+  const peer: GangPeer = { instanceId, address: o.address, ...(dnsName ? { dnsName } : {}), port };
   let own: TaskRecord;
   try {
     own = await store.updateTask(
@@ -196,7 +261,7 @@ export async function joinGang(o: JoinGangOptions): Promise<JoinResult> {
     if (read.some(([, row]) => (row?.gang?.epoch ?? epoch) > epoch))
       return { kind: "left", reason: "the gang restarted" };
   }
-  const peers = peerEntries([...rows.values()]);
+  const peers = await o.names.addresses(peerEntries([...rows.values()]));
   const peersFile = join(o.dir, "peers.json");
   const hostFile = join(o.dir, "hostfile");
   await writeFile(peersFile, `${JSON.stringify(peers, null, 2)}\n`);
@@ -231,7 +296,7 @@ export interface MetGang {
  * counted as a failed attempt) or this member's row moved meanwhile (nothing to write).
  */
 export async function meetGang(
-  o: Omit<JoinGangOptions, "self"> & {
+  o: Omit<JoinGangOptions, "address"> & {
     provider: string;
     imds?: ImdsClient;
     logFile: string;
@@ -240,12 +305,14 @@ export async function meetGang(
   },
 ): Promise<MetGang | undefined> {
   const startedAt = o.clock.now();
-  const self = await peerAddress(o.provider, o.imds);
-  const joined = await joinGang({ ...o, self });
+  const address = await peerAddress(o.provider, o.imds);
+  const joined = await joinGang({ ...o, address });
   if (joined.kind === "ready") {
+    const { rank, worldSize, masterAddr, masterPort } = joined.gang;
+    const masterName = joined.peers[0]?.dnsName;
     await appendFile(
       o.logFile,
-      `[spawn] gang met: rank ${joined.gang.rank} of ${joined.gang.worldSize}, master ${joined.gang.masterAddr}:${joined.gang.masterPort}\n`,
+      `[spawn] gang met: rank ${rank} of ${worldSize}, master ${masterAddr}:${masterPort}${masterName ? ` (${masterName})` : ""}\n`,
     );
     const watch = watchMembership({ ...o, onLeft: o.onLeft });
     return { contract: joined.gang, stop: () => watch.stop() };

@@ -137,7 +137,7 @@ export const GangPeer = z.object({
   instanceId: z.string(),
   /** Private IPv4 (aws: IMDS local-ipv4; local: 127.0.0.1). */
   address: z.string(),
-  /** Private DNS name (aws: IMDS local-hostname), when known. */
+  /** The member's spawn hostname (`i3.<sweep>.<zone>`, docs/dns.md); absent when it has none. */
   dnsName: z.string().optional(),
   /** A free port this member picked; rank 0's is MASTER_PORT. */
   port: z.number().int().min(1).max(65_535).optional(),

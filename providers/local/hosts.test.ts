@@ -2,7 +2,11 @@ import { mkdirSync, mkdtempSync, readFileSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { LocalHosts } from "./hosts.js";
+import type { InstanceRecord } from "#core/model.js";
+import { useDynaliteStore } from "../../test/helpers/dynamo.js";
+import { LocalHosts, pruneHosts } from "./hosts.js";
+
+const db = useDynaliteStore("hosts");
 
 const fresh = () => new LocalHosts(mkdtempSync(join(tmpdir(), "spawn-hosts-")));
 
@@ -51,5 +55,68 @@ describe("LocalHosts", () => {
     await expect(hosts.register({ instanceId: "a", sweepId: "s", name: "../x" })).rejects.toThrow(
       /not a DNS label/,
     );
+  });
+});
+
+describe("pruneHosts (the control plane's cleanup)", () => {
+  const instance = (
+    sweepId: string,
+    instanceId: string,
+    status: InstanceRecord["status"],
+  ): InstanceRecord => ({
+    sweepId,
+    instanceId,
+    provider: "local",
+    status,
+    slots: 1,
+    launchedAt: Date.now() - 60_000,
+    deadline: Date.now() + 3_600_000,
+    heartbeatAt: Date.now(),
+    ...(status === "terminated" ? { terminatedAt: Date.now(), reason: "instance is gone" } : {}),
+  });
+
+  test("removes the lines of terminated and unknown instances, and keeps the live ones", async () => {
+    // Given: in sweep p1, i0 is running, i1 was killed -9 and reconcile terminated it, i2 is
+    // still launching; sweep gone-7 has no records at all (a reset store)
+    const { store } = db();
+    await store.putInstance(instance("p1", "p1-i0", "running"));
+    await store.putInstance(instance("p1", "p1-i1", "terminated"));
+    await store.putInstance(instance("p1", "p1-i2", "launching"));
+    const hosts = fresh();
+    for (const id of ["p1-i0", "p1-i1", "p1-i2"])
+      await hosts.register({ instanceId: id, sweepId: "p1", name: id.slice(3) });
+    await hosts.register({ instanceId: "gone-7-i0", sweepId: "gone-7", name: "i0" });
+
+    // When
+    const removed = await pruneHosts(hosts, store);
+
+    // Then
+    expect(removed.map((e) => e.host).sort()).toEqual(["i0.gone-7.spawn.local", "i1.p1.spawn.local"]);
+    expect(await hosts.resolve("p1.spawn.local")).toEqual(["127.0.0.1", "127.0.0.1"]);
+    expect((await hosts.entries()).map((e) => e.instanceId)).toEqual(["p1-i0", "p1-i2"]);
+    expect(await pruneHosts(hosts, store)).toEqual([]);
+  });
+
+  test("an empty or missing file costs no store read", async () => {
+    const hosts = fresh();
+    const store = {
+      listInstances: async () => {
+        throw new Error("must not be read");
+      },
+    };
+    expect(await pruneHosts(hosts, store)).toEqual([]);
+  });
+
+  test("a register replaces the stale line a killed agent left under the same name", async () => {
+    // Given a dead agent's line for i0 (no one removed it)
+    const hosts = fresh();
+    await hosts.register({ instanceId: "old-agent", sweepId: "s", name: "i0", ip: "127.0.0.9" });
+
+    // When a new agent registers the same name
+    await hosts.register({ instanceId: "new-agent", sweepId: "s", name: "i0" });
+
+    // Then the name has one line, the new agent's
+    expect(await hosts.resolve("i0.s.spawn.local")).toEqual(["127.0.0.1"]);
+    expect((await hosts.entries()).map((e) => e.instanceId)).toEqual(["new-agent"]);
   });
 });

@@ -8,9 +8,15 @@
  * i.e. `<name>.<sweep>.<zone>` and the sweep's group name, like the A and multi-value records
  * on AWS. Writers take a lock directory (mkdir is atomic; a lock older than 10 s is a dead
  * writer's and is broken) and replace the file by rename, so a reader never sees half a file.
+ *
+ * Agents read it to find their peers by name (`LocalHosts` is agent/resolve.ts's HostResolver
+ * here). An agent removes its own line when it deregisters; the lines of agents that could not
+ * (kill -9) are removed by the control plane ({@link pruneHosts}), as the state-change rule
+ * removes a terminated instance's records on AWS.
  */
 import { mkdir, readFile, rename, rmdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { StateStore } from "#core/ports.js";
 
 export const LOCAL_DNS_ZONE = "spawn.local";
 const STALE_LOCK_MS = 10_000;
@@ -92,9 +98,15 @@ export class LocalHosts {
     return line;
   }
 
-  /** Removes the agent's line (on exit, or when the control plane reaps it); idempotent. */
-  async deregister(instanceId: string): Promise<void> {
-    await this.update((all) => all.filter((e) => e.instanceId !== instanceId));
+  /** Removes the agents' lines (on exit, or when the control plane reaps them); idempotent. */
+  async deregister(...instanceIds: string[]): Promise<void> {
+    const gone = new Set(instanceIds);
+    await this.update((all) => all.filter((e) => !gone.has(e.instanceId)));
+  }
+
+  /** The sweep a line belongs to (its group name without the zone). */
+  sweepOf(entry: HostEntry): string {
+    return entry.group.slice(0, -(this.zone.length + 1));
   }
 
   private async update(change: (entries: HostEntry[]) => HostEntry[]): Promise<void> {
@@ -124,4 +136,30 @@ export class LocalHosts {
       else await new Promise((resolve) => setTimeout(resolve, Math.min(50, 5 * 2 ** Math.min(attempt, 4))));
     }
   }
+}
+
+/**
+ * Removes the lines of agents whose instance the control plane has terminated, or that no
+ * instance record knows: an agent killed with -9 never removes its own. Run after reconcile and
+ * the reaper, so their rules decide who is dead (a process gone, a heartbeat stopped, a deadline
+ * passed, a sweep over), not a copy of them here. Returns the lines removed.
+ *
+ * The file is read without the lock and only the dead agents' lines are removed under it, so a
+ * line written meanwhile stays; a dead agent never writes again, and a name it held that a new
+ * agent took over is the new agent's line, left alone.
+ */
+export async function pruneHosts(
+  hosts: LocalHosts,
+  store: Pick<StateStore, "listInstances">,
+): Promise<HostEntry[]> {
+  const entries = await hosts.entries();
+  if (entries.length === 0) return [];
+  const live = new Set<string>();
+  for (const sweepId of new Set(entries.map((e) => hosts.sweepOf(e)))) {
+    for (const instance of await store.listInstances(sweepId))
+      if (instance.status !== "terminated") live.add(instance.instanceId);
+  }
+  const dead = entries.filter((e) => !live.has(e.instanceId));
+  if (dead.length > 0) await hosts.deregister(...dead.map((e) => e.instanceId));
+  return dead;
 }

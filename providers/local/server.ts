@@ -19,6 +19,7 @@ import type { Logger } from "../log.js";
 import { ChaosMonkey } from "./chaos.js";
 import { localDynamoClient, TABLE_PREFIX } from "./client.js";
 import { ProcessCompute } from "./compute.js";
+import { LocalHosts, pruneHosts } from "./hosts.js";
 import { type ControlPlaneHttp, ControlPlaneMetrics, serveControlPlaneHttp } from "./http.js";
 import { LocalImds } from "./imds.js";
 import { FileObjectStore } from "./objects.js";
@@ -78,6 +79,7 @@ export async function runLocalServer(
   await imds.start();
   const chaos = new ChaosMonkey({ store, imds, log });
   const compute = new ProcessCompute({ paths, endpoint, agentCommand: options.agentCommand, imds });
+  const hosts = new LocalHosts(paths.home);
   // Alerts: reconcile's events go through an in-process bus to the same delivery code as the alert-handler Lambda.
   const alertBus = new LocalAlertBus(
     localAlertDeps(client, TABLE_PREFIX, store, paths.home),
@@ -176,6 +178,13 @@ export async function runLocalServer(
       const reaped = await reapExpiredInstances(deps);
       metrics.reaped(reaped);
       if (reaped.length) log.warn("reaped instances past their deadline", { instances: reaped });
+      // What reconcile and the reaper terminated leaves the hosts file (a kill -9'd agent cannot).
+      const pruned = await pruneHosts(hosts, store).catch((error: unknown) => {
+        log.warn("could not prune the hosts file", { error });
+        return [];
+      });
+      if (pruned.length)
+        log.info("removed terminated agents' hostnames", { hosts: pruned.map((e) => e.host) });
       const pass = await runDueSchedules(scheduler, SCHEDULE_GRACE_MS);
       metrics.scheduled(pass);
       for (const fired of pass.fired) log.info("schedule fired", { ...fired });
