@@ -125,8 +125,10 @@ describe("dashboard identity and API", () => {
     expect(json(authorizer.JwtConfiguration)).toContain("cognito-idp.");
     const routes = resources("AWS::ApiGatewayV2::Route");
     expect(routes.map(([, r]) => r.Properties.RouteKey).sort()).toEqual([
+      "DELETE /api/{proxy+}",
       "GET /api/{proxy+}",
       "POST /api/{proxy+}",
+      "PUT /api/{proxy+}",
     ]);
     for (const [, route] of routes) expect(route.Properties.AuthorizationType).toBe("JWT");
     const stage = only("AWS::ApiGatewayV2::Stage").Properties;
@@ -157,7 +159,61 @@ describe("dashboard identity and API", () => {
     expect(bySid.ReadResults?.Action).toBe("s3:GetObject");
     const actions = statements.flatMap((st) => (Array.isArray(st.Action) ? st.Action : [st.Action]));
     expect(actions).not.toContain("dynamodb:BatchWriteItem");
-    expect(actions.filter((a) => String(a).startsWith("s3:Put"))).toEqual([]);
+    expect(actions).not.toContain("dynamodb:Scan");
+    // The one object it writes: a scheduled sweep's stored spec.
+    expect(statements.filter((st) => String(st.Action).startsWith("s3:Put"))).toEqual([
+      expect.objectContaining({ Sid: "StoreScheduleSpecs", Action: "s3:PutObject" }),
+    ]);
+    expect(json(bySid.StoreScheduleSpecs?.Resource)).toMatch(
+      /BucketsResults\w+","Arn"\]\},"\/schedules\/\*"/,
+    );
+  });
+
+  it("lets dashboard-api manage schedules and alerts exactly as the CLI does, and nothing beyond", () => {
+    const fn = resources("AWS::Lambda::Function").find(([, f]) =>
+      String(f.Properties.Description).includes("dashboard's API"),
+    )![1];
+    const variables = (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(json(variables.SPAWN_SCHEDULE_GROUP)).toBe('"spawn-schedules"');
+    expect(json(variables.SPAWN_SCHEDULER_ROLE_ARN)).toContain("SchedulerInvokeRole");
+    expect(json(variables.SPAWN_ALERTS_KEY_ARN)).toContain("AlertsKey");
+    const role = resources("AWS::IAM::Role").find(([id]) => id.startsWith("DashboardRole"))![1];
+    const statements = (
+      role.Properties.Policies as { PolicyDocument: { Statement: Record<string, unknown>[] } }[]
+    ).flatMap((p) => p.PolicyDocument.Statement);
+    const bySid = Object.fromEntries(statements.map((st) => [st.Sid, st]));
+
+    // EventBridge Scheduler: create, update and delete, in the stack's own schedule group only
+    expect(bySid.ArmSchedules?.Action).toEqual([
+      "scheduler:CreateSchedule",
+      "scheduler:UpdateSchedule",
+      "scheduler:DeleteSchedule",
+    ]);
+    expect(json(bySid.ArmSchedules?.Resource)).toMatch(/:schedule\/spawn-schedules\/\*"/);
+    // iam:PassRole of the scheduler's invoke role only, and only to EventBridge Scheduler
+    expect(bySid.PassSchedulerRole).toMatchObject({
+      Action: "iam:PassRole",
+      Condition: { StringEquals: { "iam:PassedToService": "scheduler.amazonaws.com" } },
+    });
+    expect(json(bySid.PassSchedulerRole?.Resource)).toMatch(
+      /^\{"Fn::GetAtt":\["SchedulerInvokeRole\w+","Arn"\]\}$/,
+    );
+    // KMS: seal and open on the alerts key, bound to an alert's encryption context
+    expect(bySid.SealAlertSecrets).toMatchObject({
+      Action: ["kms:GenerateDataKey", "kms:Decrypt"],
+      Condition: { "ForAllValues:StringEquals": { "kms:EncryptionContextKeys": ["spawn:alert"] } },
+    });
+    expect(json(bySid.SealAlertSecrets?.Resource)).toMatch(/^\{"Fn::GetAtt":\["AlertsKey\w+","Arn"\]\}$/);
+    expect(bySid.AlertSubscriptions?.Action).toEqual(["sns:Subscribe", "sns:Unsubscribe"]);
+    expect(json(bySid.AlertSubscriptions?.Resource)).toMatch(/^\{"Ref":"AlertsTopic\w+"\}$/);
+    // The schedules and alerts tables: the store's single-item writes and the owner index's queries
+    expect(json(bySid.Schedules?.Resource)).toMatch(/Tablesschedules.*\/index\/by-owner"/);
+    expect(json(bySid.Alerts?.Resource)).toContain("Tablesalerts");
+    expect(bySid.Alerts?.Action).toEqual(["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"]);
+    // Nothing of the kind anywhere else in its policy
+    const everything = json(statements);
+    expect(everything).not.toMatch(/"iam:\*"|"kms:\*"|"scheduler:\*"|"kms:Encrypt"/);
+    expect(statements.filter((st) => JSON.stringify(st.Action).includes("iam:"))).toHaveLength(1);
   });
 
   it("outputs the dashboard URL, user pool id and client id", () => {

@@ -170,6 +170,14 @@ describe("with a hosted zone", () => {
     expect(plain.homeTemplate.findOutputs("DnsUpdaterArn")).toEqual({});
   });
 
+  it("tells the scheduler-handler its ARN, for the roles of scheduled sweeps (ADR 40); nothing without a zone", () => {
+    const [fnId] = fnOf(s, "Dns");
+    const vars = (x: Synthesized) =>
+      (fnOf(x, "Scheduler")[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(vars(s).SPAWN_DNS_UPDATER_ARN).toEqual(ref(fnId));
+    expect(vars(plain)).not.toHaveProperty("SPAWN_DNS_UPDATER_ARN");
+  });
+
   it("passes the AWS Solutions checks with nothing left unacknowledged", () => {
     const report = new AwsSolutionsChecks().validateScope(s.app);
     expect(report.violations.map((v) => v.ruleName)).toEqual([]);

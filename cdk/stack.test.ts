@@ -562,9 +562,18 @@ describe("schedules", () => {
         "SPAWN_RESULTS_BUCKET",
         "SPAWN_SCHEDULE_GROUP",
         "SPAWN_TABLE_PREFIX",
+        "SPAWN_STACK_NAME",
+        "SPAWN_ACCOUNT_ID",
+        "SPAWN_PARTITION",
       ].sort(),
     );
-    expect(vars).toMatchObject({ SPAWN_SCHEDULE_GROUP: "spawn-schedules", SPAWN_TABLE_PREFIX: "spawn-" });
+    expect(vars).toMatchObject({
+      SPAWN_SCHEDULE_GROUP: "spawn-schedules",
+      SPAWN_TABLE_PREFIX: "spawn-",
+      SPAWN_STACK_NAME: "spawn",
+      SPAWN_ACCOUNT_ID: { Ref: "AWS::AccountId" },
+      SPAWN_PARTITION: { Ref: "AWS::Partition" },
+    });
   });
 
   it("lets EventBridge Scheduler in this account invoke the handler and nothing else", () => {
@@ -585,11 +594,20 @@ describe("schedules", () => {
     expect(JSON.stringify(statements[0]!.Resource)).toMatch(/SchedulerFunction/);
   });
 
-  it("gives the handler its tables, the stored specs, the orchestrator kick and schedule deletion only", () => {
+  it("gives the handler its tables, the stored specs, the orchestrator kick, schedule deletion and sweep roles only", () => {
     const statements = roleStatements("SchedulerRole");
     const bySid = Object.fromEntries(statements.map((st) => [st.Sid, st]));
     expect(Object.keys(bySid).sort()).toEqual(
-      ["DisarmCompletedSchedules", "Logs", "ReadStoredSpecs", "State", "WakeOrchestrator"].sort(),
+      [
+        "DisarmCompletedSchedules",
+        "Logs",
+        "MakeSweepProfiles",
+        "MakeSweepRoles",
+        "PassSweepRoles",
+        "ReadStoredSpecs",
+        "State",
+        "WakeOrchestrator",
+      ].sort(),
     );
     expect(actions(bySid.State!)).not.toContain("dynamodb:Scan");
     expect(bySid.WakeOrchestrator!.Condition).toEqual({
@@ -598,6 +616,62 @@ describe("schedules", () => {
     expect(actions(bySid.DisarmCompletedSchedules!)).toEqual(["scheduler:DeleteSchedule"]);
     expect(JSON.stringify(bySid.DisarmCompletedSchedules!.Resource)).toMatch(/schedule\/spawn-schedules\/\*/);
     expect(JSON.stringify(bySid.ReadStoredSpecs!.Resource)).toMatch(/\/schedules\/\*/);
+  });
+
+  it("lets the handler make, pass to EC2 and take back only the stack's sweep roles (ADR 0040)", () => {
+    const statements = roleStatements("SchedulerRole");
+    const bySid = Object.fromEntries(statements.map((st) => [st.Sid, st]));
+    const arn = (kind: string) => ({
+      "Fn::Join": [
+        "",
+        ["arn:", { Ref: "AWS::Partition" }, ":iam::", { Ref: "AWS::AccountId" }, `:${kind}/spawn-sweep-*`],
+      ],
+    });
+    expect(bySid.MakeSweepRoles).toEqual({
+      Sid: "MakeSweepRoles",
+      Effect: "Allow",
+      Action: [
+        "iam:CreateRole",
+        "iam:TagRole",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:DeleteRole",
+      ],
+      Resource: arn("role"),
+    });
+    expect(bySid.MakeSweepProfiles).toEqual({
+      Sid: "MakeSweepProfiles",
+      Effect: "Allow",
+      Action: [
+        "iam:CreateInstanceProfile",
+        "iam:TagInstanceProfile",
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+      ],
+      Resource: arn("instance-profile"),
+    });
+    expect(bySid.PassSweepRoles).toEqual({
+      Sid: "PassSweepRoles",
+      Effect: "Allow",
+      Action: "iam:PassRole",
+      Resource: arn("role"),
+      Condition: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+    });
+    // Nothing else of IAM, and no IAM action on any other resource
+    const iamStatements = statements.filter((st) => actions(st).some((a) => a.startsWith("iam:")));
+    expect(iamStatements.map((st) => st.Sid).sort()).toEqual([
+      "MakeSweepProfiles",
+      "MakeSweepRoles",
+      "PassSweepRoles",
+    ]);
+    // The orchestrator passes and deletes the same names, and creates none
+    const orchestrator = roleStatements("OrchestratorRole").filter((st) =>
+      actions(st).some((a) => a.startsWith("iam:")),
+    );
+    expect(orchestrator.flatMap(actions)).not.toContain("iam:CreateRole");
+    expect(orchestrator.flatMap(actions)).not.toContain("iam:PutRolePolicy");
+    expect(orchestrator.find((st) => st.Sid === "PassSweepRoles")?.Resource).toEqual(arn("role"));
   });
 });
 

@@ -6,10 +6,11 @@
 
 import type { AlertServices } from "#core/alerts.js";
 import { AbortError } from "#core/errors.js";
-import type { BundleRef, ProviderName } from "#core/model.js";
+import type { ProviderName, SweepRecord } from "#core/model.js";
 import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
 import { systemClock } from "#core/ports.js";
 import type { ScheduleDriver, ScheduleStore } from "#core/scheduler.js";
+import type { LaunchHooks, SweepPreparation } from "#core/sweeps.js";
 import { DynamoAlertStore } from "#providers/dynamodb/alert-store.js";
 import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
@@ -19,9 +20,12 @@ import { FileObjectStore } from "#providers/local/objects.js";
 import { type LocalPaths, localPaths } from "#providers/local/paths.js";
 import { FileSecretBox } from "#providers/notify/file-secrets.js";
 import type { AwsFlags } from "./services/aws.js";
-import type { SweepPlan } from "./services/plan.js";
 
-export interface CliContext {
+/**
+ * The launch hooks (core/sweeps.ts launchPrepared: aws makes each sweep's role before its record
+ * and kicks the orchestrator after it) and the stores of the chosen provider.
+ */
+export interface CliContext extends LaunchHooks {
   provider: ProviderName;
   store: StateStore;
   schedules: ScheduleStore;
@@ -33,21 +37,34 @@ export interface CliContext {
   clock: Clock;
   paths: LocalPaths;
   /**
-   * Tells the control plane a sweep was created (aws: an EventBridge kick to the orchestrator),
-   * in the launch's trace when given.
+   * Checks, sending nothing, that prepareSweep would accept the sweep (aws: renders its role's
+   * policy), for what is launched later: a schedule is refused at create, not at its first firing.
    */
-  sweepCreated?(sweepId: string, traceparent?: string): Promise<void>;
+  checkSweep?(sweep: SweepPreparation): Promise<void>;
   /**
-   * A provider step between planning and the sweep record (aws: the sweep's own IAM role,
-   * providers/aws/sweep-role.ts). When it throws, no sweep is created.
+   * Who the schedule and alert services act for. Absent: the CLI's user (`currentOwner()`), who
+   * sees and changes what they own. The AWS dashboard acts for a team (lambdas/dashboard-api/manage.ts).
    */
-  prepareSweep?(sweepId: string, plan: SweepPlan, bundle: BundleRef): Promise<void>;
+  actor?: Actor;
   close(): void;
+}
+
+/** An owner other than the CLI's user, and the sweeps it may use that it does not own. */
+export interface Actor {
+  /** The owner it reads and writes schedules and alerts as (a team: `team:<name>`, core/teams.ts). */
+  owner: string;
+  /** Whether it may aim an alert at a sweep it does not own (a team: one the team sees). */
+  seesSweep(sweep: SweepRecord): Promise<boolean>;
 }
 
 /** Who owns the sweeps this CLI creates and lists. */
 export function currentOwner(): string {
   return process.env.SPAWN_OWNER ?? process.env.USER ?? process.env.LOGNAME ?? "local";
+}
+
+/** The owner a service acts as: the context's actor, else the CLI's user. */
+export function ownerOf(ctx: Pick<CliContext, "actor">): string {
+  return ctx.actor?.owner ?? currentOwner();
 }
 
 export function checkProvider(name: string | undefined): ProviderName {

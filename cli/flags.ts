@@ -3,14 +3,16 @@
 import { readFile } from "node:fs/promises";
 import { InvalidArgumentError, Option } from "commander";
 import { AbortError, ExitCode } from "#core/errors.js";
+import { intFlag } from "./integers.js";
 
-/** `--limit 5`: an integer of at least `min`, or a usage error naming the flag. */
+/** `--limit 5`: an integer of at least `min` (cli/integers.ts), or commander's usage error naming the flag. */
 export function intArg(name: string, min = 0) {
   return (value: string) => {
-    if (!/^\d+$/.test(value) || Number(value) < min) {
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    try {
+      return intFlag(name, min, value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
     }
-    return Number(value);
   };
 }
 

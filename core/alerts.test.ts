@@ -271,6 +271,7 @@ describe("retryDelayMs", () => {
 });
 
 describe("publishingLauncher", () => {
+  const TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
   const schedule = { scheduleId: "sch-n", owner: "ana" } as Parameters<
     ReturnType<typeof publishingLauncher>["launch"]
   >[0];
@@ -279,7 +280,7 @@ describe("publishingLauncher", () => {
     const published: SpawnEvent[] = [];
     const sink = { publish: async (events: readonly SpawnEvent[]) => void published.push(...events) };
     const clock = { now: () => T0 };
-    await publishingLauncher({ launch: async () => {} }, sink, clock).launch(schedule, "n-1");
+    await publishingLauncher({ launch: async () => {} }, sink, clock).launch(schedule, "n-1", TRACE);
     const failing = publishingLauncher(
       {
         launch: async () => {
@@ -289,7 +290,7 @@ describe("publishingLauncher", () => {
       sink,
       clock,
     );
-    await expect(failing.launch(schedule, "n-2")).rejects.toThrow("spec is missing");
+    await expect(failing.launch(schedule, "n-2", TRACE)).rejects.toThrow("spec is missing");
     expect(published).toEqual([
       { version: 1, sweepId: "n-1", time: T0, type: "ScheduleLaunched", scheduleId: "sch-n", owner: "ana" },
       {

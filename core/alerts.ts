@@ -885,10 +885,10 @@ export function publishingLauncher(
   clock: Clock,
 ): ScheduleLauncher {
   return {
-    async launch(schedule, sweepId) {
+    async launch(schedule, sweepId, traceparent) {
       const fields = { scheduleId: schedule.scheduleId, owner: schedule.owner };
       try {
-        await inner.launch(schedule, sweepId);
+        await inner.launch(schedule, sweepId, traceparent);
       } catch (error) {
         await events.publish([
           spawnEvent(sweepId, clock.now(), {

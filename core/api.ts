@@ -256,6 +256,8 @@ export const ScheduleView = z.object({
   reason: z.string().nullable(),
   provider: z.string(),
   createdAt: isoTime,
+  /** On AWS: the team the schedule belongs to (lambdas/dashboard-api/manage.ts). */
+  team: z.string().optional(),
 });
 export type ScheduleView = z.infer<typeof ScheduleView>;
 
@@ -307,6 +309,8 @@ export const AlertView = z.object({
   createdAt: z.string(),
   /** Only in the answer to a create or edit that generated a webhook signing secret: shown once. */
   webhookSecret: z.string().optional(),
+  /** On AWS: the team the alert belongs to (lambdas/dashboard-api/manage.ts). */
+  team: z.string().optional(),
 });
 export type AlertView = z.infer<typeof AlertView>;
 
@@ -442,6 +446,37 @@ export const ShareResult = z.object({
   changed: z.boolean(),
 });
 export type ShareResult = z.infer<typeof ShareResult>;
+
+/**
+ * `GET /api/sweeps/:id/outputs/:task/:path` on AWS: a short-lived presigned S3 URL the browser
+ * navigates to (it downloads as an attachment), instead of the bytes through the API (no bearer
+ * token on a link, and a Lambda response is at most 6 MB).
+ */
+export const DownloadLink = z.object({
+  url: z.url(),
+  /** ISO-8601; the URL answers 403 after this. */
+  expiresAt: z.string(),
+});
+export type DownloadLink = z.infer<typeof DownloadLink>;
+
+/**
+ * `POST /api/schedules` on AWS: run an existing sweep again on a schedule, with its stored spec
+ * and workdir bundle (a browser cannot send a spec file and workdir; other specs are scheduled
+ * with `spawn schedule create`). The schedule belongs to `team` (default `default`), which must
+ * see the sweep.
+ */
+export const ScheduleFromSweep = TriggerFields.extend({
+  fromSweep: z.string().min(1),
+  team: z.string().optional(),
+  name: z.string().optional(),
+  maxExecutions: z.string().optional(),
+  endAfter: z.string().optional(),
+});
+export type ScheduleFromSweep = z.infer<typeof ScheduleFromSweep>;
+
+/** `POST /api/alerts` on AWS: the local form plus the team the alert belongs to (default `default`). */
+export const TeamAlertCreate = AlertCreate.extend({ team: z.string().optional() });
+export type TeamAlertCreate = z.infer<typeof TeamAlertCreate>;
 
 /**
  * Where live updates come from when Server-Sent Events are not served (API Gateway HTTP APIs

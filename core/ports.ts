@@ -65,8 +65,12 @@ export interface StateStore {
   /** Writes a new sweep; fails with ConditionFailedError if the id exists. */
   createSweep(sweep: SweepRecord): Promise<void>;
   getSweep(sweepId: string): Promise<SweepRecord | undefined>;
-  /** Newest first, by owner, through an index (no scan). */
-  listSweeps(options?: { owner?: string; limit?: number }): Promise<SweepRecord[]>;
+  /**
+   * Newest first, through an index (no scan): every sweep, an owner's, or a team's (at most one
+   * of `owner` and `team`). A team's list holds only sweeps written with a `team` attribute;
+   * sweeps of older versions without one are not in it (docs/adr/0038).
+   */
+  listSweeps(options?: { owner?: string; team?: string; limit?: number }): Promise<SweepRecord[]>;
   /** Sweeps whose `active` flag is set, through a sparse index. */
   listActiveSweeps(): Promise<SweepRecord[]>;
   /** Conditional update; returns the new record. Setting `active: false` drops it from the active index. */

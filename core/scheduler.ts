@@ -7,9 +7,11 @@
  * The sweep id is derived from the same key, so even a launcher retried after a crash
  * cannot create a second sweep for one firing.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { z } from "zod";
 import { ConditionFailedError } from "./errors.js";
-import { readableId, type SweepRecord } from "./model.js";
+import { parseGrant } from "./iam-policy.js";
+import { readableId } from "./model.js";
 import { expandParams } from "./params.js";
 import type { Clock, ObjectStore, StateStore } from "./ports.js";
 import {
@@ -22,7 +24,9 @@ import {
   type ScheduleState,
 } from "./schedules.js";
 import { SweepSpec } from "./spec.js";
-import { createSweep } from "./sweeps.js";
+import { createSweep, type LaunchHooks, launchPrepared } from "./sweeps.js";
+import { ownerTeam } from "./teams.js";
+import { formatTraceparent, newTraceContext, parseTraceparent } from "./traceparent.js";
 
 /** Fields an update may set; `null` removes the attribute (e.g. no next firing). */
 export type ScheduleUpdate = {
@@ -67,45 +71,78 @@ export interface ScheduleStore {
 
 /** Creates the sweep of a firing (reads the stored spec, expands params, writes the sweep). */
 export interface ScheduleLauncher {
-  launch(schedule: ScheduleRecord, sweepId: string): Promise<void>;
+  /** `traceparent`: the firing's trace, recorded on the sweep and sent with the orchestrator's kick. */
+  launch(schedule: ScheduleRecord, sweepId: string, traceparent: string): Promise<void>;
+}
+
+/** The snapshot of a schedule's `policy-file:` grants: the parsed files by path as written. */
+const PolicyFiles = z.record(z.string(), z.unknown());
+
+async function readStoredJson(objects: ObjectStore, key: string, what: string): Promise<unknown> {
+  const bytes = await objects.getBytes(key);
+  if (!bytes) throw new Error(`the schedule's ${what} ${key} is missing from the object store`);
+  return JSON.parse(new TextDecoder().decode(bytes));
 }
 
 /**
  * The launcher both providers use: the spec stored at creation (validated then, encoded as the
- * store encodes specs), the workdir bundle of that time, and the firing's sweep id. A sweep that
- * already exists under that id was launched by an earlier delivery: nothing more to do.
+ * store encodes specs) with its policy files, the workdir bundle of that time, and the firing's
+ * sweep id, through the same launch sequence as the CLI's (core/sweeps.ts launchPrepared: on aws
+ * the sweep's role before its record, the orchestrator's kick after). A sweep that already exists
+ * under that id was launched by an earlier delivery: nothing more to do.
  */
 export function storedSpecLauncher(deps: {
   store: StateStore;
   objects: ObjectStore;
   clock: Clock;
-  /** Runs after the sweep is written (aws: wake the orchestrator). */
-  afterCreate?: (sweep: SweepRecord) => Promise<void>;
+  /** The provider's part (aws: the sweep's role, the orchestrator's kick); none on the embedded default. */
+  hooks?: LaunchHooks;
 }): ScheduleLauncher {
   return {
-    async launch(schedule, sweepId) {
-      const bytes = await deps.objects.getBytes(schedule.specKey);
-      if (!bytes) throw new Error(`the schedule's spec ${schedule.specKey} is missing from the object store`);
-      const spec = SweepSpec.parse(JSON.parse(new TextDecoder().decode(bytes)));
-      let sweep: SweepRecord;
-      try {
-        sweep = await createSweep(
-          { store: deps.store, clock: deps.clock },
-          {
-            sweepId,
-            spec,
-            tasks: expandParams(spec.params, spec.repeat),
-            owner: schedule.owner,
-            provider: schedule.provider,
-            bundle: schedule.bundle,
-            ...(schedule.specDir ? { specDir: schedule.specDir } : {}),
-          },
+    async launch(schedule, sweepId, traceparent) {
+      if (await deps.store.getSweep(sweepId)) return;
+      const spec = SweepSpec.parse(await readStoredJson(deps.objects, schedule.specKey, "spec"));
+      const policyFiles = schedule.policyFilesKey
+        ? PolicyFiles.parse(await readStoredJson(deps.objects, schedule.policyFilesKey, "policy files"))
+        : {};
+      // A schedule stored before policy files were snapshotted with it has none to build the role from.
+      const unread = spec.resources.iam
+        .map(parseGrant)
+        .flatMap((g) => (g.kind === "policy-file" && !(g.path in policyFiles) ? [g.path] : []));
+      if (unread.length > 0) {
+        throw new Error(
+          `the schedule stores no copy of policy file(s) ${unread.join(", ")}: create it again with \`spawn schedule create\``,
         );
-      } catch (error) {
-        if (error instanceof ConditionFailedError && (await deps.store.getSweep(sweepId))) return;
-        throw error;
       }
-      await deps.afterCreate?.(sweep);
+      const team = ownerTeam(schedule.owner);
+      await launchPrepared(deps.hooks ?? {}, {
+        traceparent,
+        prepare: [{ sweepId, spec, policyFiles, bundle: schedule.bundle }],
+        write: async () => {
+          try {
+            return await createSweep(
+              { store: deps.store, clock: deps.clock },
+              {
+                sweepId,
+                spec,
+                tasks: expandParams(spec.params, spec.repeat),
+                owner: schedule.owner,
+                provider: schedule.provider,
+                bundle: schedule.bundle,
+                traceparent,
+                ...(schedule.specDir ? { specDir: schedule.specDir } : {}),
+                // A team's schedule (made from the dashboard) launches into that team.
+                ...(team ? { team } : {}),
+              },
+            );
+          } catch (error) {
+            // A concurrent delivery wrote it first: its role is the one just (re)put, keep it.
+            if (error instanceof ConditionFailedError && (await deps.store.getSweep(sweepId)))
+              return undefined;
+            throw error;
+          }
+        },
+      });
     },
   };
 }
@@ -124,6 +161,8 @@ export interface SchedulerDeps {
   clock: Clock;
   /** Told when a schedule completes, so the armed copy goes away. */
   driver?: ScheduleDriver;
+  /** Randomness for the firings' trace and span ids. @default node:crypto randomBytes */
+  randomBytes?: (n: number) => Uint8Array;
 }
 
 /** The sweep a firing creates: readable, and the same for every delivery of the firing. */
@@ -147,12 +186,15 @@ export interface FireResult {
 /**
  * Fires one scheduled time: records it once, launches its sweep, and advances the schedule
  * (executions, next run, completion). A firing of a paused or exhausted schedule is recorded
- * as skipped with the reason and launches nothing.
+ * as skipped with the reason and launches nothing. A launching firing starts a trace, a child of
+ * `parentTraceparent` when the invocation carried a valid one, recorded on its history row, its
+ * sweep and the orchestrator's kick.
  */
 export async function fireSchedule(
   deps: SchedulerDeps,
   scheduleId: string,
   firedAt: number,
+  parentTraceparent?: string,
 ): Promise<FireResult> {
   const { schedules, clock } = deps;
   const schedule = await schedules.getSchedule(scheduleId);
@@ -166,11 +208,14 @@ export async function fireSchedule(
         : schedule.endAt !== undefined && firedAt >= schedule.endAt
           ? "past the schedule's end date"
           : undefined;
+  // W3C Trace Context: a malformed parent is not continued; the firing starts a trace of its own.
+  const random = deps.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n)));
+  const traceparent = formatTraceparent(newTraceContext(random, parseTraceparent(parentTraceparent)));
   const recorded = await schedules.recordFiring({
     scheduleId,
     firedAt,
     status: skipReason ? "skipped" : "launching",
-    ...(skipReason ? { error: skipReason } : {}),
+    ...(skipReason ? { error: skipReason } : { traceparent }),
     recordedAt: now,
     updatedAt: now,
   });
@@ -183,7 +228,7 @@ export async function fireSchedule(
   const sweepId = firingSweepId(schedule, firedAt);
   let error: string | undefined;
   try {
-    await deps.launcher.launch(schedule, sweepId);
+    await deps.launcher.launch(schedule, sweepId, traceparent);
   } catch (e) {
     error = e instanceof Error ? e.message : String(e);
   }

@@ -42,6 +42,11 @@ export const ScheduleRecord = z.object({
   state: ScheduleState,
   /** Object-store key of the validated spec (JSON) each firing launches. */
   specKey: z.string(),
+  /**
+   * Object-store key of the spec's `policy-file:` grants as read at creation (JSON, by path as
+   * written), next to the spec: every firing builds the same sweep role (ADR 0040). Absent: none.
+   */
+  policyFilesKey: z.string().optional(),
   /** The workdir as it was when the schedule was created: every firing runs the same code. */
   bundle: BundleRef,
   specDir: z.string().optional(),
@@ -74,6 +79,8 @@ export const FiringRecord = z.object({
   status: FiringStatus,
   sweepId: z.string().optional(),
   error: z.string().optional(),
+  /** The W3C traceparent the firing's launch ran in; its sweep and the orchestrator's kick carry it too. */
+  traceparent: z.string().optional(),
   /** When the firing was recorded. */
   recordedAt: z.number(),
   updatedAt: z.number(),

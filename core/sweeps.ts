@@ -24,6 +24,7 @@ import type { ExpandedTask } from "./params.js";
 import type { Clock, StateStore } from "./ports.js";
 import type { QueueSettings } from "./queue.js";
 import { SweepSpec } from "./spec.js";
+import { DEFAULT_TEAM } from "./teams.js";
 
 /** `lr-sweep` + time + randomness: sortable by creation, unique without coordination. */
 export function newSweepId(name: string, now: number, random: () => number): string {
@@ -87,7 +88,8 @@ export async function createSweep(
     ...(input.queue ? { queue: input.queue } : {}),
     ...(input.stage ? { stage: input.stage } : {}),
     ...(input.traceparent ? { traceparent: input.traceparent } : {}),
-    ...(input.team ? { team: input.team } : {}),
+    // Written even when it is the default: the team is the key of the sweeps' by-team index.
+    team: input.team ?? DEFAULT_TEAM,
   };
   const gated = (input.stage?.inputs.length ?? 0) > 0;
   await store.createSweep(sweep);
@@ -119,6 +121,61 @@ export async function createSweep(
     await store.deleteSweep(sweep.sweepId, shardCount).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * One sweep a launch is about to create, as its provider sees it before the record exists
+ * (aws: the sweep's own instance role, ADR 0036 and 0040).
+ */
+export interface SweepPreparation {
+  sweepId: string;
+  spec: SweepSpec;
+  /** Parsed `policy-file:` grants of `spec.resources.iam`, keyed by the path as written. */
+  policyFiles: Readonly<Record<string, unknown>>;
+  bundle: BundleRef;
+  /** A pipeline stage's inputs: the sweep ids of the stages whose outputs it reads. */
+  upstreamSweepIds?: readonly string[];
+}
+
+/** A provider's part in every launch; each is optional (the embedded control plane needs none). */
+export interface LaunchHooks {
+  /** Before the sweep's record (aws: its role). When it throws, no sweep is created. */
+  prepareSweep?(sweep: SweepPreparation): Promise<void>;
+  /** Takes back what prepareSweep made for a sweep whose record was never written. Idempotent. */
+  discardSweep?(sweepId: string): Promise<void>;
+  /** Tells the control plane a sweep was created (aws: the orchestrator's kick), in the launch's trace. */
+  sweepCreated?(sweepId: string, traceparent?: string): Promise<void>;
+}
+
+/**
+ * The one launch sequence of every path (`sweep launch`, queues, pipelines, schedule firings):
+ * the provider prepares each sweep that will run tasks, `write` creates the records, then the
+ * control plane is told of each prepared sweep and of the record `write` returns when that is
+ * another one (a pipeline's own). A failure before the records exist takes back what was
+ * prepared. `write` answers undefined when an earlier delivery already created the sweep: then
+ * nothing is taken back or told.
+ */
+export async function launchPrepared<T extends SweepRecord | undefined>(
+  hooks: LaunchHooks,
+  launch: { traceparent: string; prepare: readonly SweepPreparation[]; write: () => Promise<T> },
+): Promise<T> {
+  const prepared: string[] = [];
+  let created: T;
+  try {
+    for (const sweep of launch.prepare) {
+      await hooks.prepareSweep?.(sweep);
+      prepared.push(sweep.sweepId);
+    }
+    created = await launch.write();
+  } catch (error) {
+    for (const sweepId of prepared) await hooks.discardSweep?.(sweepId).catch(() => undefined);
+    throw error;
+  }
+  if (created) {
+    const told = new Set([...prepared, created.sweepId]);
+    for (const sweepId of told) await hooks.sweepCreated?.(sweepId, launch.traceparent);
+  }
+  return created;
 }
 
 /** Loads a sweep or throws NotFoundError (exit 3). */
@@ -355,7 +412,7 @@ export async function createPipeline(
     updatedAt: now,
     pipeline: stages,
     ...(input.traceparent ? { traceparent: input.traceparent } : {}),
-    ...(input.team ? { team: input.team } : {}),
+    team: input.team ?? DEFAULT_TEAM,
   });
   const created: SweepRecord[] = [];
   try {

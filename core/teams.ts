@@ -103,3 +103,19 @@ export function teamName(raw: unknown, field = "team"): string {
     );
   return parsed.data;
 }
+
+/**
+ * The owner recorded on a schedule or alert that belongs to a team (the AWS dashboard makes
+ * them; docs/adr/0039-dashboard-schedules-alerts-downloads-on-aws.md): `team:<name>`. Team names
+ * have no `:`, so it cannot be mistaken for another team's; the CLI reaches them with
+ * `SPAWN_OWNER=team:<name>`.
+ */
+export function teamOwner(team: string): string {
+  return `team:${team}`;
+}
+
+/** The team a schedule or alert owner names (`team:<name>`), or undefined for a user's own. */
+export function ownerTeam(owner: string): string | undefined {
+  const team = owner.startsWith("team:") ? owner.slice("team:".length) : undefined;
+  return team !== undefined && TeamName.safeParse(team).success ? team : undefined;
+}

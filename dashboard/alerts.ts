@@ -4,7 +4,7 @@
  * keeps the one stored: the browser never has it.
  */
 import { AlertList, AlertView, Deleted, ScheduleList, SweepList } from "#core/api.js";
-import { request } from "./api.js";
+import { onAws, request } from "./api.js";
 import { announce, h, replace } from "./dom.js";
 import { cardTable, errorText, every, field, input, onSubmit, replaceRows } from "./forms.js";
 
@@ -58,7 +58,17 @@ export function alertsPage(main: HTMLElement): () => void {
   const logBox = h("input", { type: "checkbox" }) as HTMLInputElement;
   const log = field("al", "log", "Also append to the local alert log", logBox);
   log.el.classList.add("field-check");
-  const fields = [target, on, slack, webhook, webhookSecret, log];
+  // On AWS an alert belongs to a team (any member manages it); the local alert log is the embedded default's.
+  const team = field(
+    "al",
+    "team",
+    "Team",
+    input({ value: "default" }),
+    "the team whose members see and manage it; it must see the sweep",
+  );
+  const fields = onAws
+    ? [target, team, on, slack, webhook, webhookSecret]
+    : [target, on, slack, webhook, webhookSecret, log];
 
   const formTitle = h("h2", { id: "al-form-title" }, "New alert");
   const formAlert = h("p", { class: "error", role: "alert" });
@@ -85,7 +95,7 @@ export function alertsPage(main: HTMLElement): () => void {
     h(
       "p",
       { class: "muted" },
-      "Slack, webhooks or the local alert log when a sweep or schedule needs you. Same as ",
+      `Slack, webhooks${onAws ? "" : " or the local alert log"} when a sweep or schedule needs you. Same as `,
       h("code", {}, "spawn alerts"),
       ".",
     ),
@@ -104,7 +114,7 @@ export function alertsPage(main: HTMLElement): () => void {
     editing = a;
     for (const f of fields) f.setError("");
     formAlert.textContent = "";
-    target.control.disabled = a !== undefined;
+    target.control.disabled = team.control.disabled = a !== undefined;
     formTitle.textContent = a ? `Edit ${a.id}` : "New alert";
     submit.textContent = a ? "Save changes" : "Create alert";
     cancelEdit.hidden = !a;
@@ -138,13 +148,17 @@ export function alertsPage(main: HTMLElement): () => void {
       slack: slack.control.value.trim() || undefined,
       webhook: webhook.control.value.trim() || undefined,
       webhookSecret: webhookSecret.control.value || undefined,
-      log: logBox.checked,
+      ...(onAws ? {} : { log: logBox.checked }),
     };
     const saved = editing
       ? await request(AlertView, `/api/alerts/${enc(editing.id)}`, { method: "PUT", body: channels })
       : await request(AlertView, "/api/alerts", {
           method: "POST",
-          body: { ...channels, target: target.control.value.trim() },
+          body: {
+            ...channels,
+            target: target.control.value.trim(),
+            ...(onAws ? { team: team.control.value.trim() || undefined } : {}),
+          },
         });
     announce(editing ? `alert ${editing.id} replaced by ${saved.id}` : `alert ${saved.id} created`);
     showSecret(saved);
@@ -173,6 +187,7 @@ export function alertsPage(main: HTMLElement): () => void {
         { class: "kv" },
         a.id,
         a.inheritedFrom ? h("div", { class: "muted" }, `from ${a.inheritedFrom}`) : null,
+        a.team ? h("div", { class: "muted" }, `team ${a.team}`) : null,
       ),
       h(
         "td",

@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import {
   ApiError,
+  DownloadLink,
   formatTraceparent,
   newTraceContext,
   parseTraceparent,
@@ -109,7 +110,18 @@ export async function pollSnapshot(
   return { snapshot: SnapshotEvent.parse(await response.json()), ...(next ? { etag: next } : {}) };
 }
 
-/** Where an output file downloads from. */
+/** Where an output file downloads from (on AWS: where its download link comes from). */
 export function outputUrl(sweepId: string, task: number, path: string): string {
   return `/api/sweeps/${encodeURIComponent(sweepId)}/outputs/${task}/${path.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/**
+ * Downloads an output on AWS: the API answers a presigned S3 URL valid a few minutes (asked for
+ * with the bearer token), and the page navigates to it. S3 answers with `Content-Disposition:
+ * attachment`, so the browser saves the file and the page stays. A navigation is not a fetch:
+ * the CSP's `connect-src` does not apply to it.
+ */
+export async function downloadOutput(sweepId: string, task: number, path: string): Promise<void> {
+  const { url } = await request(DownloadLink, outputUrl(sweepId, task, path));
+  location.assign(url);
 }

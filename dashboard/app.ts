@@ -24,7 +24,7 @@ import {
 } from "#core/api.js";
 import { TaskStatus } from "#core/model.js";
 import { alertsPage } from "./alerts.js";
-import { liveUpdates, onAws, outputUrl, pollSnapshot, request } from "./api.js";
+import { downloadOutput, liveUpdates, onAws, outputUrl, pollSnapshot, request } from "./api.js";
 import { costOverTime, curves, scatter } from "./charts.js";
 import { commentsPanel } from "./comments.js";
 import { ago, announce, duration, h, replace, show, usd } from "./dom.js";
@@ -411,7 +411,25 @@ function sweepPage(sweepId: string): SweepPage {
         h(
           "li",
           {},
-          h("a", { href: outputUrl(sweepId, f.task, f.path), download: "" }, `task ${f.task}: ${f.path}`),
+          h(
+            "a",
+            {
+              href: outputUrl(sweepId, f.task, f.path),
+              download: "",
+              // On AWS a link cannot carry the bearer token: ask for a presigned URL, then go there.
+              ...(onAws
+                ? {
+                    onclick: (e: Event) => {
+                      e.preventDefault();
+                      downloadOutput(sweepId, f.task, f.path).catch((error) => {
+                        alert.textContent = `download failed: ${errorText(error)}`;
+                      });
+                    },
+                  }
+                : {}),
+            },
+            `task ${f.task}: ${f.path}`,
+          ),
         ),
       );
       replace(
@@ -900,19 +918,9 @@ let stopList: (() => void) | undefined;
 /** Views that are a list refreshed on a timer: each renders into main and returns its stop. */
 const LIST_VIEWS: Record<string, () => () => void> = {
   "/": listPage,
-  // Schedules and alerts are served by `spawn dashboard` (the CLI's services), not the AWS API yet.
-  ...(onAws
-    ? {}
-    : {
-        "/schedules": () => schedulesPage(main),
-        "/alerts": () => alertsPage(main),
-      }),
+  "/schedules": () => schedulesPage(main),
+  "/alerts": () => alertsPage(main),
 };
-if (onAws)
-  for (const link of document.querySelectorAll(
-    'header nav a[href="#/schedules"], header nav a[href="#/alerts"]',
-  ))
-    link.remove();
 
 function route(): void {
   const path = location.hash.replace(/^#/, "") || "/";

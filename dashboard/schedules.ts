@@ -1,9 +1,11 @@
 /**
  * `#/schedules`: the user's schedules (what `spawn schedule list` shows), a form that creates or
  * edits one, and pause, resume and delete. Every rule is the server's, which runs the CLI's.
+ * On AWS the schedules are the caller's teams', and a new one runs an existing sweep again (its
+ * stored spec and workdir): a browser has no spec file or workdir to send.
  */
-import { Deleted, ScheduleList, ScheduleView } from "#core/api.js";
-import { request } from "./api.js";
+import { Deleted, ScheduleList, ScheduleView, SweepList, TeamList } from "#core/api.js";
+import { onAws, request } from "./api.js";
 import { announce, h, replace } from "./dom.js";
 import { badge, cardTable, errorText, every, field, input, onSubmit, replaceRows, when } from "./forms.js";
 
@@ -19,12 +21,30 @@ export function schedulesPage(main: HTMLElement): () => void {
   document.title = "Schedules · spawn";
   let editing: ScheduleView | undefined;
 
-  const spec = field(
+  const sweeps = h("datalist", { id: "sch-sweeps" });
+  const teams = h("datalist", { id: "sch-teams" });
+  // What a new schedule launches: a spec file on the dashboard's machine, or on AWS a sweep to run again.
+  const spec = onAws
+    ? field(
+        "sch",
+        "fromSweep",
+        "Sweep to run again",
+        input({ required: true, list: "sch-sweeps" }),
+        "its spec and workdir, as launched; other specs: spawn schedule create <spec> --provider aws",
+      )
+    : field(
+        "sch",
+        "spec",
+        "Spec file",
+        input({ required: true }),
+        "a path on this machine, relative to where spawn dashboard was started",
+      );
+  const team = field(
     "sch",
-    "spec",
-    "Spec file",
-    input({ required: true }),
-    "a path on this machine, relative to where spawn dashboard was started",
+    "team",
+    "Team",
+    input({ value: "default", list: "sch-teams" }),
+    "the team that sees and runs it; you must be one of its admins",
   );
   const kind = field(
     "sch",
@@ -46,7 +66,7 @@ export function schedulesPage(main: HTMLElement): () => void {
     input({ value: "UTC" }),
     "IANA zone, e.g. Europe/Paris",
   );
-  const name = field("sch", "name", "Name", input(), "default: the spec's name");
+  const name = field("sch", "name", "Name", input(), `default: the ${onAws ? "sweep" : "spec"}'s name`);
   const maxExecutions = field(
     "sch",
     "maxExecutions",
@@ -55,7 +75,7 @@ export function schedulesPage(main: HTMLElement): () => void {
     "optional",
   );
   const endAfter = field("sch", "endAfter", "End after", input(), "optional ISO time, e.g. 2027-01-01T00:00");
-  const fields = [spec, kind, expression, timezone, name, maxExecutions, endAfter];
+  const fields = [spec, ...(onAws ? [team] : []), kind, expression, timezone, name, maxExecutions, endAfter];
   kind.control.addEventListener("change", () => {
     const hint = document.getElementById("sch-expression-hint");
     if (hint) hint.textContent = EXAMPLES[kind.control.value as keyof typeof EXAMPLES];
@@ -73,6 +93,8 @@ export function schedulesPage(main: HTMLElement): () => void {
     "form",
     { class: "form-grid", novalidate: true, "aria-labelledby": "sch-form-title" },
     ...fields.map((f) => f.el),
+    sweeps,
+    teams,
     h("div", { class: "form-actions" }, submit, cancelEdit),
     formAlert,
   );
@@ -86,7 +108,9 @@ export function schedulesPage(main: HTMLElement): () => void {
       { class: "muted" },
       "Sweeps launched at a time, on a cron expression or every N hours. Same as ",
       h("code", {}, "spawn schedule"),
-      ".",
+      onAws ? ". Here a schedule runs one of your teams' sweeps again; schedule other specs with " : ".",
+      onAws ? h("code", {}, "spawn schedule create <spec> --provider aws") : null,
+      onAws ? "." : null,
     ),
     status,
     cardTable(
@@ -111,8 +135,10 @@ export function schedulesPage(main: HTMLElement): () => void {
     editing = s;
     for (const f of fields) f.setError("");
     formAlert.textContent = "";
-    spec.control.disabled = s !== undefined;
-    spec.el.hidden = s !== undefined;
+    for (const f of [spec, team]) {
+      f.control.disabled = s !== undefined;
+      f.el.hidden = s !== undefined;
+    }
     formTitle.textContent = s ? `Edit ${s.name}` : "New schedule";
     submit.textContent = s ? "Save changes" : "Create schedule";
     cancelEdit.hidden = !s;
@@ -153,7 +179,9 @@ export function schedulesPage(main: HTMLElement): () => void {
         method: "POST",
         body: {
           ...trigger,
-          spec: spec.control.value.trim(),
+          ...(onAws
+            ? { fromSweep: spec.control.value.trim(), team: team.control.value.trim() || undefined }
+            : { spec: spec.control.value.trim() }),
           name: name.control.value.trim() || undefined,
           maxExecutions: limit || undefined,
           endAfter: end || undefined,
@@ -188,6 +216,7 @@ export function schedulesPage(main: HTMLElement): () => void {
         {},
         s.name,
         h("div", { class: "muted kv" }, s.scheduleId),
+        s.team ? h("div", { class: "muted" }, `team ${s.team}`) : null,
         s.reason ? h("div", { class: "muted" }, s.reason) : null,
       ),
       h("td", {}, badge(s.state)),
@@ -255,6 +284,22 @@ export function schedulesPage(main: HTMLElement): () => void {
       status.textContent = `could not load the schedules: ${errorText(e)}`;
     }
   }
+
+  // On AWS, suggestions for the sweep and team fields: the sweeps and teams the caller sees.
+  if (onAws)
+    void Promise.all([request(SweepList, "/api/sweeps"), request(TeamList, "/api/teams")])
+      .then(([list, mine]) => {
+        replace(
+          sweeps,
+          ...list.sweeps
+            .filter((s) => !s.stages && !s.stage && !s.queue)
+            .map((s) => h("option", { value: s.sweepId }, s.name)),
+        );
+        replace(teams, ...mine.teams.map((t) => h("option", { value: t.team }, t.role)));
+      })
+      .catch(() => {
+        // Suggestions only: the fields take any value.
+      });
 
   return every(5000, load);
 }

@@ -236,6 +236,24 @@ export function resultsOf(sweepId: string, tasks: readonly TaskRecord[]): Result
   };
 }
 
+/**
+ * The object behind `GET /api/sweeps/:id/outputs/:task/:path`: `rest` is the still-encoded
+ * `<task>/<path>`, and no segment may climb out of the task's outputs (else 400). `name` is a
+ * safe download name, `label` the `<task>/<path>` errors show.
+ */
+export function outputObject(sweepId: string, rest: string): { key: string; name: string; label: string } {
+  const m = /^(\d+)\/(.+)$/.exec(rest);
+  const rel = m ? (m[2] as string).split("/").map(decodeURIComponent) : [];
+  if (!m || rel.some((p) => p === "" || p === "." || p === ".." || /[/\\\0]/.test(p)))
+    throw new HttpError(400, `bad output path ${JSON.stringify(rest)}`);
+  const label = `${m[1]}/${rel.join("/")}`;
+  return {
+    key: `outputs/${sweepId}/${label}`,
+    name: (rel.at(-1) as string).replace(/[^\w.-]+/g, "_"),
+    label,
+  };
+}
+
 export interface DashboardReadDeps {
   store: StateStore;
   objects: ObjectStore;
@@ -348,13 +366,10 @@ export class DashboardReads {
   async output(sweepId: string, rest: string): Promise<{ name: string; bytes: Uint8Array }> {
     const { store, objects } = this.deps;
     await requireSweep(store, sweepId);
-    const m = /^(\d+)\/(.+)$/.exec(rest);
-    const rel = m ? (m[2] as string).split("/").map(decodeURIComponent) : [];
-    if (!m || rel.some((p) => p === "" || p === "." || p === ".." || /[/\\\0]/.test(p)))
-      throw new HttpError(400, `bad output path ${JSON.stringify(rest)}`);
-    const bytes = await objects.getBytes(`outputs/${sweepId}/${m[1]}/${rel.join("/")}`);
-    if (!bytes) throw new NotFoundError("output", `${m[1]}/${rel.join("/")}`);
-    return { name: (rel.at(-1) as string).replace(/[^\w.-]+/g, "_"), bytes };
+    const { key, name, label } = outputObject(sweepId, rest);
+    const bytes = await objects.getBytes(key);
+    if (!bytes) throw new NotFoundError("output", label);
+    return { name, bytes };
   }
 
   /** `POST /api/sweeps/:id/cancel`: the CLI's `cancelSweep`. */

@@ -13,7 +13,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
+import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from "aws-lambda";
+import { mockClient } from "aws-sdk-client-mock";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dashboardCsp } from "../cdk/lib/dashboard.js";
@@ -23,7 +26,11 @@ import { systemClock } from "../core/ports.js";
 import { parseSpec } from "../core/spec.js";
 import { createSweep } from "../core/sweeps.js";
 import { dashboardApi } from "../lambdas/dashboard-api/api.js";
+import { LINK_TTL_SECONDS, S3OutputLinks } from "../lambdas/dashboard-api/downloads.js";
 import { toApiRequest, toResult } from "../lambdas/dashboard-api/http.js";
+import { teamManagement } from "../lambdas/dashboard-api/manage.js";
+import { EventBridgeScheduleDriver } from "../providers/aws/schedule-driver.js";
+import { DynamoScheduleStore } from "../providers/dynamodb/schedule-store.js";
 import { DynamoTeamStore } from "../providers/dynamodb/team-store.js";
 import { FileObjectStore } from "../providers/local/objects.js";
 import { createLogger } from "../providers/log.js";
@@ -50,6 +57,9 @@ const TYPES: Record<string, string> = {
 };
 
 const useStore = useDynaliteStore("dashawsui");
+/** EventBridge Scheduler, as far as arming a schedule goes: accepted, and the input kept for the test. */
+const scheduler = mockClient(SchedulerClient);
+const RESULTS_BUCKET = "spawn-results-test";
 let objectsDir: string;
 let server: Server;
 let origin = "";
@@ -176,12 +186,45 @@ describe.skipIf(why !== undefined)(
     beforeAll(async () => {
       const { store, engine } = useStore();
       objectsDir = await mkdtemp(join(tmpdir(), "spawn-dash-aws-ui-"));
+      const prefix = store.tables.sweeps.replace(/sweeps$/, "");
+      const teams = new DynamoTeamStore(engine.client, prefix);
+      const objects = new FileObjectStore(objectsDir);
+      const log = createLogger({}, () => undefined);
+      scheduler.resolves({});
+      const scheduleDriver = new EventBridgeScheduleDriver(new SchedulerClient({ region: "us-east-1" }), {
+        groupName: "spawn-schedules",
+        target: {
+          arn: "arn:aws:lambda:us-east-1:123456789012:function:scheduler",
+          roleArn: "arn:aws:iam::123456789012:role/scheduler-invoke",
+          deadLetterArn: "arn:aws:sqs:us-east-1:123456789012:schedules-dlq",
+        },
+      });
       const api = dashboardApi({
         store,
-        teams: new DynamoTeamStore(engine.client, store.tables.sweeps.replace(/sweeps$/, "")),
-        objects: new FileObjectStore(objectsDir),
+        teams,
+        objects,
         clock: systemClock,
-        log: createLogger({}, () => undefined),
+        log,
+        // Signed with made-up credentials: the browser's request to S3 is answered by page.route.
+        links: new S3OutputLinks(
+          new S3Client({
+            region: "us-east-1",
+            credentials: { accessKeyId: "AKIDTEST", secretAccessKey: "test" },
+          }),
+          RESULTS_BUCKET,
+          systemClock,
+        ),
+        manage: teamManagement({
+          stores: {
+            store,
+            schedules: new DynamoScheduleStore(engine.client, prefix),
+            scheduleDriver,
+            objects,
+          },
+          teams,
+          clock: systemClock,
+          log,
+        }),
       });
       const spec = parseSpec({
         name: "aws-ui",
@@ -196,6 +239,7 @@ describe.skipIf(why !== undefined)(
           tasks: expandParams(spec.params, spec.repeat),
           owner: "someone",
           provider: "aws",
+          bundle: { key: `bundles/${"b".repeat(64)}.tar.gz`, sha256: "b".repeat(64), bytes: 10 },
         },
       );
       server = createServer((req, res) => {
@@ -291,6 +335,61 @@ describe.skipIf(why !== undefined)(
       await page.waitForSelector(".comment-body");
       expect(await page.textContent(".comment-body")).toBe(`lr too high? ${HTML}`);
       await page.screenshot({ path: join(ARTIFACTS, "dashboard-aws-phone.png"), fullPage: true });
+      await page.close();
+    });
+
+    it("runs the sweep again on a schedule from the schedules view", async () => {
+      const page = await openPage({ width: 1280, height: 900 });
+      await page.goto(`${origin}/#/schedules`);
+      await page.waitForSelector("#sch-fromSweep");
+      expect(await page.textContent("main")).toContain("spawn schedule create <spec> --provider aws");
+
+      await page.fill("#sch-fromSweep", sweep.sweepId);
+      await page.fill("#sch-expression", "0 3 * * *");
+      await page.click("text=Create schedule");
+
+      const row = await page.waitForSelector("tr[data-schedule]");
+      expect(await row.textContent()).toContain("team default");
+      expect(await row.textContent()).toContain("cron 0 3 * * *");
+      const created = scheduler.commandCalls(CreateScheduleCommand);
+      expect(created).toHaveLength(1);
+      expect(created[0]!.args[0].input).toMatchObject({
+        GroupName: "spawn-schedules",
+        ScheduleExpression: "cron(0 3 * * ? *)",
+      });
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-aws-schedules.png"), fullPage: true });
+      await page.close();
+    });
+
+    it("downloads an output through a short-lived presigned link, as an attachment, staying on the page", async () => {
+      await new FileObjectStore(objectsDir).putBytes(`outputs/${sweep.sweepId}/0/report.html`, HTML);
+      const page = await openPage({ width: 1280, height: 900 });
+      // S3 as it answers a presigned GET with response-content-disposition (nothing leaves this machine).
+      const s3Requests: string[] = [];
+      await page.route(`https://${RESULTS_BUCKET}.s3.us-east-1.amazonaws.com/**`, (route) => {
+        const url = new URL(route.request().url());
+        s3Requests.push(url.href);
+        return route.fulfill({
+          status: 200,
+          headers: {
+            "content-type": url.searchParams.get("response-content-type") ?? "text/html",
+            "content-disposition": url.searchParams.get("response-content-disposition") ?? "inline",
+          },
+          body: HTML,
+        });
+      });
+      await page.goto(`${origin}/#/sweeps/${sweep.sweepId}`);
+      await page.click("text=Download outputs");
+      const link = await page.waitForSelector("text=task 0: report.html");
+
+      const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+
+      expect(download.suggestedFilename()).toBe("report.html");
+      const signed = new URL(s3Requests[0] ?? "");
+      expect(signed.pathname).toBe(`/outputs/${sweep.sweepId}/0/report.html`);
+      expect(signed.searchParams.get("X-Amz-Expires")).toBe(String(LINK_TTL_SECONDS));
+      expect(page.url()).toBe(`${origin}/#/sweeps/${sweep.sweepId}`);
+      expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
       await page.close();
     });
   },

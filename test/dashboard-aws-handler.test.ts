@@ -16,6 +16,12 @@ beforeAll(async () => {
   vi.stubEnv("SPAWN_ARTIFACTS_BUCKET", "artifacts");
   vi.stubEnv("SPAWN_RESULTS_BUCKET", "results");
   vi.stubEnv("SPAWN_HOME_REGION", "us-east-1");
+  vi.stubEnv("SPAWN_SCHEDULE_GROUP", "spawn-schedules");
+  vi.stubEnv("SPAWN_SCHEDULER_HANDLER_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler");
+  vi.stubEnv("SPAWN_SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/scheduler-invoke");
+  vi.stubEnv("SPAWN_SCHEDULES_DLQ_ARN", "arn:aws:sqs:us-east-1:123456789012:schedules-dlq");
+  vi.stubEnv("SPAWN_ALERTS_KEY_ARN", "arn:aws:kms:us-east-1:123456789012:key/k");
+  vi.stubEnv("SPAWN_ALERTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts");
   vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", engine.endpoint);
   vi.stubEnv("AWS_ACCESS_KEY_ID", "test");
   vi.stubEnv("AWS_SECRET_ACCESS_KEY", "test");
@@ -28,16 +34,19 @@ afterEach(() => vi.restoreAllMocks());
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const context = { awsRequestId: "req-1", getRemainingTimeInMillis: () => 29_000 } as unknown as Context;
 
-function event(claims?: Record<string, string>): APIGatewayProxyEventV2WithJWTAuthorizer {
+function event(
+  claims?: Record<string, string>,
+  path = "/api/teams",
+): APIGatewayProxyEventV2WithJWTAuthorizer {
   return {
     version: "2.0",
     routeKey: "GET /api/{proxy+}",
-    rawPath: "/api/teams",
+    rawPath: path,
     rawQueryString: "",
     headers: { traceparent: TRACEPARENT },
     isBase64Encoded: false,
     requestContext: {
-      http: { method: "GET", path: "/api/teams" },
+      http: { method: "GET", path },
       ...(claims ? { authorizer: { jwt: { claims, scopes: null } } } : {}),
     },
   } as unknown as APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -97,5 +106,15 @@ describe("dashboard-api handler", () => {
       user: "owner@example.com",
       teams: [{ team: "default", role: "admin" }],
     });
+  });
+
+  it("serves the schedules and alerts of the caller's teams from the stack's tables", async () => {
+    const claims = { email: "owner@example.com", token_use: "id" };
+    const schedules = await invoke(event(claims, "/api/schedules"));
+    expect(schedules.result.statusCode).toBe(200);
+    expect(JSON.parse(schedules.result.body)).toEqual({ schedules: [] });
+    const alerts = await invoke(event(claims, "/api/alerts"));
+    expect(alerts.result.statusCode).toBe(200);
+    expect(JSON.parse(alerts.result.body)).toEqual({ alerts: [] });
   });
 });

@@ -311,16 +311,14 @@ describe("escaping", () => {
     expect(safeJson({ a: "</script>\u2028" })).toBe('{"a":"\\u003c/script\\u003e\\u2028"}');
   });
 
-  it("serves task outputs as attachments, never as a page", async () => {
+  it("never serves an output's bytes itself: downloads are presigned links (test/dashboard-aws-manage.test.ts)", async () => {
     const objects = new FileObjectStore(objectsDir);
     await objects.putBytes(`outputs/${defaultSweep.sweepId}/0/report.html`, XSS);
+    // This API was built without download links.
     const r = await call("GET", `/api/sweeps/${defaultSweep.sweepId}/outputs/0/report.html`, { user: ALICE });
-    expect(r.status).toBe(200);
-    expect(r.headers["content-type"]).toBe("application/octet-stream");
-    expect(r.headers["content-disposition"]).toBe('attachment; filename="report.html"');
-    const result = toResult(r);
-    expect(result.isBase64Encoded).toBe(true);
-    expect(Buffer.from(result.body as string, "base64").toString()).toBe(XSS);
+    expect(r.status).toBe(404);
+    expect(ApiError.parse(r.json()).hint).toBe(`spawn sweep download ${defaultSweep.sweepId}`);
+    expect(r.raw).not.toContain("alert(1)");
   });
 });
 

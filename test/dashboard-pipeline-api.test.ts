@@ -6,12 +6,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { SweepPoller } from "../cli/services/dashboard/poller.js";
 import { SweepDetail, SweepSummary } from "../core/api.js";
 import { expandParams } from "../core/params.js";
 import { systemClock } from "../core/ports.js";
 import { parseSpec } from "../core/spec.js";
 import { createPipeline } from "../core/sweeps.js";
+import { SweepPoller } from "../providers/dashboard-poller.js";
 import { DashboardReads } from "../providers/dashboard-routes.js";
 import { FileObjectStore } from "../providers/local/objects.js";
 import { useDynaliteStore } from "./helpers/dynamo.js";

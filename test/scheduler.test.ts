@@ -108,11 +108,27 @@ describe("fireSchedule", () => {
     expect(history[0]).toMatchObject({ status: "launched", sweepId: first.sweepId, firedAt: s.nextRunAt });
   });
 
+  test("a team's schedule launches into that team; a user's into default", async () => {
+    const clock = new TestClock();
+    const team = await makeSchedule({ rate: "1h" }, { owner: "team:vision" });
+    const own = await makeSchedule({ rate: "1h" });
+    clock.t = team.nextRunAt!;
+    const fired = await fireSchedule(deps(clock), team.scheduleId, team.nextRunAt!);
+    clock.t = own.nextRunAt!;
+    const mine = await fireSchedule(deps(clock), own.scheduleId, own.nextRunAt!);
+    expect((await store.getSweep(fired.sweepId!))?.team).toBe("vision");
+    expect((await store.getSweep(mine.sweepId!))?.team).toBe("default");
+  });
+
   test("a launcher that crashed after creating the sweep is not a second sweep", async () => {
     const s = await makeSchedule({ rate: "1h" });
     const clock = new TestClock(s.nextRunAt!);
     // The sweep of this firing exists already (an earlier delivery died before recording it).
-    await storedSpecLauncher({ store, objects, clock }).launch(s, firingSweepId(s, s.nextRunAt!));
+    await storedSpecLauncher({ store, objects, clock }).launch(
+      s,
+      firingSweepId(s, s.nextRunAt!),
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
     const result = await fireSchedule(deps(clock), s.scheduleId, s.nextRunAt!);
     expect(result.outcome).toBe("launched");
     expect(

@@ -2,7 +2,7 @@
  * The role every spawn instance runs with, and its instance profile. What it may do is listed in
  * docs/aws.md; what IAM can and cannot confine (one role for all sweeps) is ADR 0009.
  */
-import { Validations } from "aws-cdk-lib";
+import { Stack, Validations } from "aws-cdk-lib";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
 import {
   Effect,
@@ -16,6 +16,7 @@ import {
 import type { Bucket } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
 import { AGENT_SOURCE } from "#providers/aws/events.js";
+import { sweepRolePrefix } from "#providers/aws/sweep-role.js";
 import { INDEX } from "#providers/dynamodb/tables.js";
 import type { SpawnBuckets, SpawnTableResources } from "./data.js";
 import { acknowledgeWildcards } from "./nag.js";
@@ -34,6 +35,17 @@ export interface AgentRoleProps {
   tables: SpawnTableResources;
   buckets: SpawnBuckets;
   bus: IEventBus;
+}
+
+/**
+ * Every per-sweep role and instance profile the stack's sweeps may get (`<stack>-sweep-*`,
+ * providers/aws/sweep-role.ts): what the Lambdas that make, pass and delete them are granted on.
+ */
+export function sweepRoleArns(scope: Construct, names: SpawnNames): { roles: string[]; profiles: string[] } {
+  const stack = Stack.of(scope);
+  const iam = (kind: string) =>
+    `arn:${stack.partition}:iam::${stack.account}:${kind}/${sweepRolePrefix(names.stackName)}*`;
+  return { roles: [iam("role")], profiles: [iam("instance-profile")] };
 }
 
 const objects = (bucket: Bucket, prefixes: readonly string[]) =>

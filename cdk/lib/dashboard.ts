@@ -4,7 +4,9 @@
  * behind an API Gateway HTTP API with a Cognito JWT authorizer, served by the same distribution
  * under `/api/*` (one origin: the UI's CSP keeps `connect-src 'self'`), and the Cognito user pool
  * and app client (authorization code with PKCE through the hosted UI). Teams and comments live
- * in the stack's `teams` table (SpawnTables, from providers/dynamodb/tables.ts).
+ * in the stack's `teams` table (SpawnTables, from providers/dynamodb/tables.ts). The API also
+ * manages the teams' schedules and alerts, in the stack's schedule group and under its alerts key
+ * (docs/adr/0039-dashboard-schedules-alerts-downloads-on-aws.md), and signs download links.
  */
 import { existsSync } from "node:fs";
 import { Annotations, Aws, Duration, RemovalPolicy, Stack, Token, Validations } from "aws-cdk-lib";
@@ -40,16 +42,24 @@ import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from "aws-cdk-lib/aws-s3";
 import { BucketDeployment, Source } from "aws-cdk-lib/aws-s3-deployment";
 import { Construct } from "constructs";
+import { INDEX } from "#providers/dynamodb/tables.js";
+import { CONTEXT_KEY } from "#providers/notify/kms-secrets.js";
+import type { Alerts } from "./alerts.js";
 import type { SpawnBuckets, SpawnTableResources } from "./data.js";
 import { spawnFunction } from "./lambda.js";
 import { acknowledgeWildcards, wildcardFinding } from "./nag.js";
 import { type SpawnNames, tablePrefix } from "./names.js";
 import { projectPath } from "./paths.js";
+import type { Scheduler } from "./scheduler.js";
 
 export interface DashboardProps {
   names: SpawnNames;
   tables: SpawnTableResources;
   buckets: SpawnBuckets;
+  /** The stack's schedules: the dashboard creates, arms and removes them in this group. */
+  scheduler: Pick<Scheduler, "group" | "function" | "invokeRole" | "deadLetters">;
+  /** The stack's alerts: the dashboard seals webhook URLs with this key. */
+  alerts: Pick<Alerts, "key" | "topic">;
   /**
    * The Cognito hosted UI's domain prefix (`<prefix>.auth.<region>.amazoncognito.com`), unique in
    * the region. @default `<stackName>-<account id>`
@@ -88,7 +98,7 @@ export class Dashboard extends Construct {
   constructor(scope: Construct, id: string, props: DashboardProps) {
     super(scope, id);
     const stack = Stack.of(this);
-    const { names, tables, buckets } = props;
+    const { names, tables, buckets, scheduler, alerts } = props;
 
     this.site = new Bucket(this, "Site", {
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
@@ -142,6 +152,8 @@ export class Dashboard extends Construct {
 
     // --- the API ---------------------------------------------------------------------------
     const readTables = [tables.sweeps, tables.tasks, tables.instances];
+    const scheduleSpecs = buckets.results.arnForObjects("schedules/*");
+    const scheduleArns = `arn:${stack.partition}:scheduler:${stack.region}:${stack.account}:schedule/${scheduler.group.name}/*`;
     const { fn } = spawnFunction(this, {
       name: "dashboard-api",
       description: `spawn ${names.stackName}: the dashboard's API`,
@@ -152,6 +164,12 @@ export class Dashboard extends Construct {
         SPAWN_ARTIFACTS_BUCKET: buckets.artifacts.bucketName,
         SPAWN_RESULTS_BUCKET: buckets.results.bucketName,
         SPAWN_HOME_REGION: names.homeRegion,
+        SPAWN_SCHEDULE_GROUP: scheduler.group.name!,
+        SPAWN_SCHEDULER_HANDLER_ARN: scheduler.function.functionArn,
+        SPAWN_SCHEDULER_ROLE_ARN: scheduler.invokeRole.roleArn,
+        SPAWN_SCHEDULES_DLQ_ARN: scheduler.deadLetters.queueArn,
+        SPAWN_ALERTS_KEY_ARN: alerts.key.keyArn,
+        SPAWN_ALERTS_TOPIC_ARN: alerts.topic.topicArn,
       },
       statements: () => [
         new PolicyStatement({
@@ -181,6 +199,58 @@ export class Dashboard extends Construct {
           resources: [buckets.results.bucketArn],
           conditions: { StringLike: { "s3:prefix": ["logs/*", "outputs/*", "metrics/*"] } },
         }),
+        // Schedules and alerts, through the CLI's services (docs/adr/0039-*): the same single-item
+        // writes `spawn schedule` and `spawn alerts` make, on their tables and the indexes they query.
+        new PolicyStatement({
+          sid: "Schedules",
+          actions: [
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+          ],
+          resources: [
+            tables.schedules.attrArn,
+            `${tables.schedules.attrArn}/index/${INDEX.schedulesByOwner}`,
+          ],
+        }),
+        new PolicyStatement({
+          sid: "Alerts",
+          actions: ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"],
+          resources: [tables.alerts.attrArn],
+        }),
+        // A schedule made from a sweep stores that sweep's spec where firings read it.
+        new PolicyStatement({
+          sid: "StoreScheduleSpecs",
+          actions: ["s3:PutObject"],
+          resources: [scheduleSpecs],
+        }),
+        new PolicyStatement({
+          sid: "ArmSchedules",
+          actions: ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"],
+          resources: [scheduleArns],
+        }),
+        // Scheduler invokes the handler as this role; passed to EventBridge Scheduler and nothing else.
+        new PolicyStatement({
+          sid: "PassSchedulerRole",
+          actions: ["iam:PassRole"],
+          resources: [scheduler.invokeRole.roleArn],
+          conditions: { StringEquals: { "iam:PassedToService": "scheduler.amazonaws.com" } },
+        }),
+        // Seal and open webhook URLs and secrets, bound to one alert by the encryption context.
+        new PolicyStatement({
+          sid: "SealAlertSecrets",
+          actions: ["kms:GenerateDataKey", "kms:Decrypt"],
+          resources: [alerts.key.keyArn],
+          conditions: { "ForAllValues:StringEquals": { "kms:EncryptionContextKeys": [CONTEXT_KEY] } },
+        }),
+        // An edited alert's e-mail channels are subscribed again; a deleted one's unsubscribed.
+        new PolicyStatement({
+          sid: "AlertSubscriptions",
+          actions: ["sns:Subscribe", "sns:Unsubscribe"],
+          resources: [alerts.topic.topicArn],
+        }),
       ],
     });
     this.function = fn;
@@ -192,6 +262,11 @@ export class Dashboard extends Construct {
         ...["logs/*", "outputs/*", "metrics/*"].map((p) => buckets.results.arnForObjects(p)),
       ],
       "the dashboard reads every sweep's indexes and its logs, outputs and metrics files; keys are per sweep and not known at deploy time",
+    );
+    acknowledgeWildcards(
+      fn.role!,
+      [scheduleSpecs, scheduleArns],
+      "a schedule made in the dashboard stores its spec under schedules/ and is armed in the stack's own schedule group; both are named per schedule at run time",
     );
 
     this.api = new HttpApi(this, "Api", {
@@ -295,7 +370,8 @@ export class Dashboard extends Construct {
     );
     this.api.addRoutes({
       path: "/api/{proxy+}",
-      methods: [HttpMethod.GET, HttpMethod.POST],
+      // PUT and DELETE edit and remove schedules and alerts.
+      methods: [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE],
       integration: new HttpLambdaIntegration("Function", fn),
       authorizer,
     });

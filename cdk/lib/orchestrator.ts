@@ -15,7 +15,7 @@ import type { Function as LambdaResource } from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 import { ORCHESTRATOR_SOURCE, SWEEP_SUBMITTED } from "#providers/aws/events.js";
 import { DLAMI_PARAMETER } from "#providers/aws/launch-config.js";
-import type { AgentRole } from "./agent-role.js";
+import { type AgentRole, sweepRoleArns as sweepRoles } from "./agent-role.js";
 import type { SpawnBuckets, SpawnTableResources } from "./data.js";
 import { spawnFunction } from "./lambda.js";
 import { acknowledgeWildcards } from "./nag.js";
@@ -71,12 +71,9 @@ export class Orchestrator extends Construct {
       (region) =>
         `arn:${stack.partition}:ec2:${region}:${stack.account}:placement-group/${names.stackName}-*`,
     );
-    // Per-sweep roles and instance profiles, `<stack>-sweep-<hash>` (providers/aws/sweep-role.ts):
-    // the CLI creates them; the orchestrator only passes them to EC2 and deletes them.
-    const sweepRoleArns = [`arn:${stack.partition}:iam::${stack.account}:role/${names.stackName}-sweep-*`];
-    const sweepProfileArns = [
-      `arn:${stack.partition}:iam::${stack.account}:instance-profile/${names.stackName}-sweep-*`,
-    ];
+    // Per-sweep roles and instance profiles: the CLI and the scheduler-handler create them; the
+    // orchestrator only passes them to EC2 and deletes them.
+    const { roles: sweepRoleArns, profiles: sweepProfileArns } = sweepRoles(this, names);
     const { fn, role } = spawnFunction(this, {
       name: "sweep-orchestrator",
       description: `spawn ${names.stackName}: reconcile sweeps, replace lost instances, reap`,
@@ -254,7 +251,7 @@ export class Orchestrator extends Construct {
     acknowledgeWildcards(
       role,
       [...sweepRoleArns, ...sweepProfileArns],
-      "each sweep's own role and instance profile is named after the sweep and created by the CLI at launch: only the stack's name prefix is known at deploy time; the orchestrator may only pass them to EC2, read and delete them",
+      "each sweep's own role and instance profile is named after the sweep and created at launch (CLI or scheduler-handler): only the stack's name prefix is known at deploy time; the orchestrator may only pass them to EC2, read and delete them",
     );
     acknowledgeWildcards(
       role,

@@ -77,6 +77,8 @@ export class SpawnStack extends Stack {
       names,
       tables,
       buckets,
+      scheduler,
+      alerts,
       ...(config.dashboardDomainPrefix ? { domainPrefix: config.dashboardDomainPrefix } : {}),
     });
     // Instance hostnames, when a hosted zone is configured: the orchestrator tags each instance
@@ -86,6 +88,8 @@ export class SpawnStack extends Stack {
       this.orchestrator.function
         .addEnvironment("SPAWN_DNS_UPDATER", dns.function.functionName)
         .addEnvironment("SPAWN_DNS_ZONE", config.dns.zoneName);
+      // A schedule firing's sweep role may invoke it too (ADR 0040).
+      scheduler.function.addEnvironment("SPAWN_DNS_UPDATER_ARN", dns.function.functionArn);
       new CfnOutput(this, "DnsZone", { value: config.dns.zoneName });
       // A sweep's own instance role (ADR 36) may invoke it too: the CLI reads this when it makes one.
       new CfnOutput(this, "DnsUpdaterArn", { value: dns.function.functionArn });

@@ -177,6 +177,7 @@ export function registerSchedule(program: Command): void {
               status: f.status,
               sweepId: f.sweepId ?? null,
               error: f.error ?? null,
+              traceparent: f.traceparent ?? null,
             })),
           );
         } else if (firings.length === 0) process.stdout.write("no firings yet\n");

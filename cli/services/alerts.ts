@@ -25,7 +25,7 @@ import {
 } from "#core/alerts.js";
 import { AbortError, NotFoundError } from "#core/errors.js";
 import type { ProviderName } from "#core/model.js";
-import { type CliContext, currentOwner } from "../context.js";
+import { type CliContext, ownerOf } from "../context.js";
 
 export interface CreateAlertOptions {
   slack?: readonly string[];
@@ -55,13 +55,12 @@ export function alertServices(ctx: CliContext): AlertServices {
   return ctx.alerts;
 }
 
-/** The target must be the user's own sweep or schedule. */
+/** The target must be the user's own sweep or schedule (or a sweep the context's actor sees). */
 async function requireTarget(ctx: CliContext, target: AlertTarget): Promise<void> {
-  const owner =
-    target.kind === "sweep"
-      ? (await ctx.store.getSweep(target.id))?.owner
-      : (await ctx.schedules.getSchedule(target.id))?.owner;
-  if (owner !== currentOwner()) {
+  const sweep = target.kind === "sweep" ? await ctx.store.getSweep(target.id) : undefined;
+  const owner = target.kind === "sweep" ? sweep?.owner : (await ctx.schedules.getSchedule(target.id))?.owner;
+  const seen = sweep !== undefined && ctx.actor !== undefined && (await ctx.actor.seesSweep(sweep));
+  if (owner !== ownerOf(ctx) && !seen) {
     throw new NotFoundError(
       target.kind,
       target.id,
@@ -132,7 +131,7 @@ export async function createAlert(ctx: CliContext, plan: AlertPlan): Promise<Cre
     throw new AlertError("--email needs an SNS topic", "give --sns ARN, or deploy the stack's alerts topic");
   await requireTarget(ctx, target);
 
-  const owner = currentOwner();
+  const owner = ownerOf(ctx);
   const originId = randomBytes(8).toString("hex");
   const secret =
     plan.webhookSecret ?? (webhooks.length ? `whsec_${randomBytes(24).toString("base64url")}` : undefined);
@@ -176,13 +175,13 @@ export async function listAlerts(
   options: { copies?: boolean } = {},
 ): Promise<AlertRecord[]> {
   const target = targetText === undefined ? undefined : parseTarget(targetText);
-  const alerts = await alertServices(ctx).store.listAlerts(currentOwner(), target);
+  const alerts = await alertServices(ctx).store.listAlerts(ownerOf(ctx), target);
   return options.copies || target ? alerts : alerts.filter((a) => !a.inheritedFrom);
 }
 
 /** An alert id (`al-…`) to its records: the alert and the copies made for a schedule's sweeps. */
 async function recordsOf(ctx: CliContext, alertId: string): Promise<AlertRecord[]> {
-  const records = (await alertServices(ctx).store.listAlerts(currentOwner())).filter(
+  const records = (await alertServices(ctx).store.listAlerts(ownerOf(ctx))).filter(
     (a) => publicAlertId(a) === alertId,
   );
   if (!records.length) throw new NotFoundError("alert", alertId, "spawn alerts list shows yours");
@@ -219,7 +218,7 @@ export async function alertHistory(
     const target = parseTarget(subject);
     await requireTarget(ctx, target);
     if (target.kind === "sweep") return store.listDeliveries({ sweepId: target.id }, limit);
-    const mine = await store.listAlerts(currentOwner());
+    const mine = await store.listAlerts(ownerOf(ctx));
     const origins = new Set(
       mine.filter((a) => a.target.kind === "schedule" && a.target.id === target.id).map((a) => a.originId),
     );

@@ -6,28 +6,19 @@
  */
 import { randomBytes } from "node:crypto";
 import { CloudFormationClient } from "@aws-sdk/client-cloudformation";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { IAMClient } from "@aws-sdk/client-iam";
-import { KMSClient } from "@aws-sdk/client-kms";
-import { S3Client } from "@aws-sdk/client-s3";
-import { SchedulerClient } from "@aws-sdk/client-scheduler";
-import { SNSClient } from "@aws-sdk/client-sns";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { formatTraceparent, newTraceContext } from "#core/api.js";
 import { AbortError } from "#core/errors.js";
 import { systemClock } from "#core/ports.js";
 import { type AwsTarget, clientConfig, regionOf, resolveTarget } from "#providers/aws/clients.js";
 import { kickSweep } from "#providers/aws/events.js";
-import { S3ObjectStore } from "#providers/aws/s3-objects.js";
-import { EventBridgeScheduleDriver } from "#providers/aws/schedule-driver.js";
 import { DEFAULT_STACK_NAME, loadStack, type StackInfo } from "#providers/aws/stack.js";
-import { createSweepRole } from "#providers/aws/sweep-role.js";
-import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
-import { DynamoStateStore } from "#providers/dynamodb/store.js";
+import { openStackStores } from "#providers/aws/stack-stores.js";
+import { sweepRoleHooks } from "#providers/aws/sweep-role.js";
 import type { LocalPaths } from "#providers/local/paths.js";
-import { awsAlertServices } from "#providers/notify/aws-alerts.js";
 import type { CliContext } from "../context.js";
 
 /** `--profile`, `--region` and `--stack` as commands take them. */
@@ -109,55 +100,22 @@ export async function openAwsContext(paths: LocalPaths, flags: AwsFlags = {}): P
 export async function openAwsContextFor(session: AwsSession, paths: LocalPaths): Promise<CliContext> {
   const stack = await sessionStack(session, paths);
   const config = clientConfig(session.target);
-  const dynamo = new DynamoDBClient(config);
-  const s3 = new S3Client(config);
+  const { clients: _clients, destroy: destroyStores, ...stores } = openStackStores(config, stack.outputs);
   const events = new EventBridgeClient(config);
   const iam = new IAMClient(config);
   const sts = new STSClient(config);
   const { outputs } = stack;
   return {
     provider: "aws",
-    store: new DynamoStateStore(dynamo, outputs.TablePrefix),
-    schedules: new DynamoScheduleStore(dynamo, outputs.TablePrefix),
-    ...(outputs.ScheduleGroupName &&
-    outputs.SchedulerHandlerArn &&
-    outputs.SchedulerRoleArn &&
-    outputs.SchedulesDlqArn
-      ? {
-          scheduleDriver: new EventBridgeScheduleDriver(new SchedulerClient(config), {
-            groupName: outputs.ScheduleGroupName,
-            target: {
-              arn: outputs.SchedulerHandlerArn,
-              roleArn: outputs.SchedulerRoleArn,
-              deadLetterArn: outputs.SchedulesDlqArn,
-            },
-          }),
-        }
-      : {}),
-    ...(outputs.AlertsKeyArn && outputs.AlertsTopicArn
-      ? {
-          alerts: awsAlertServices({
-            dynamo,
-            kms: new KMSClient(config),
-            sns: new SNSClient(config),
-            tablePrefix: outputs.TablePrefix,
-            kmsKeyId: outputs.AlertsKeyArn,
-            topicArn: outputs.AlertsTopicArn,
-          }),
-        }
-      : {}),
-    objects: new S3ObjectStore(s3, {
-      bucket: outputs.ResultsBucket,
-      routes: { "bundles/": outputs.ArtifactsBucket },
-    }),
+    ...stores,
     clock: systemClock,
     paths,
-    prepareSweep: async (sweepId, plan, bundle) => {
-      // The caller's own account and partition: the role and the ARNs its policy names live there.
+    // The sweep's own role before its record (sweep-role.ts), in the caller's own account and
+    // partition: the role and the ARNs its policy names live there.
+    ...sweepRoleHooks(iam, async () => {
       const identity = await sts.send(new GetCallerIdentityCommand({}));
-      await createSweepRole(iam, {
+      return {
         stack: session.stackName,
-        sweepId,
         account: identity.Account ?? "",
         partition: identity.Arn?.split(":")[1] ?? "aws",
         homeRegion: stack.region,
@@ -165,12 +123,9 @@ export async function openAwsContextFor(session: AwsSession, paths: LocalPaths):
         artifactsBucket: outputs.ArtifactsBucket,
         resultsBucket: outputs.ResultsBucket,
         eventBusName: outputs.EventBusName,
-        bundleKey: bundle.key,
         ...(outputs.DnsUpdaterArn ? { dnsUpdaterArn: outputs.DnsUpdaterArn } : {}),
-        spec: plan.spec,
-        policyFiles: plan.policyFiles,
-      });
-    },
+      };
+    }),
     // The kick only saves waiting for the next periodic tick (a minute at most), so a failed one
     // is reported and the launch still succeeds.
     sweepCreated: (sweepId, traceparent) =>
@@ -185,7 +140,8 @@ export async function openAwsContextFor(session: AwsSession, paths: LocalPaths):
         );
       }),
     close: () => {
-      for (const client of [session.cfn, dynamo, s3, events, iam, sts]) client.destroy();
+      destroyStores();
+      for (const client of [session.cfn, events, iam, sts]) client.destroy();
     },
   };
 }

@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BundleRef, SweepRecord } from "#core/model.js";
-import { createSweep, newSweepId } from "#core/sweeps.js";
+import type { QueueSettings } from "#core/queue.js";
+import { createSweep, launchPrepared, newSweepId } from "#core/sweeps.js";
 import { formatTraceparent, newTraceContext } from "#core/traceparent.js";
 import { bundleKey, createBundle } from "#providers/bundle.js";
 import { type CliContext, currentOwner } from "../context.js";
@@ -33,29 +34,41 @@ export interface LaunchOptions {
   team?: string;
 }
 
+/** What one launch writes: a sweep's plan, or a queue's (a one-instance sweep whose tasks are its jobs). */
+export type LaunchPlan = Pick<SweepPlan, "spec" | "tasks" | "workdir" | "specDir" | "policyFiles"> & {
+  queue?: QueueSettings;
+};
+
+/**
+ * Uploads the workdir, then prepares (aws: the sweep's own role), writes and announces the sweep
+ * (core/sweeps.ts launchPrepared). `sweep launch` and `queue launch` both come here.
+ */
 export async function launchSweep(
   ctx: CliContext,
-  plan: SweepPlan,
+  plan: LaunchPlan,
   options: LaunchOptions = {},
 ): Promise<SweepRecord> {
   const traceparent = launchTraceparent();
   const bundle = await uploadWorkdir(ctx, plan.workdir);
   const sweepId = newSweepId(plan.spec.name, ctx.clock.now(), cliRandom);
-  await ctx.prepareSweep?.(sweepId, plan, bundle);
-  const created = await createSweep(
-    { store: ctx.store, clock: ctx.clock },
-    {
-      sweepId,
-      spec: plan.spec,
-      tasks: plan.tasks,
-      owner: currentOwner(),
-      provider: ctx.provider,
-      bundle,
-      specDir: plan.specDir,
-      traceparent,
-      ...(options.team ? { team: options.team } : {}),
-    },
-  );
-  await ctx.sweepCreated?.(created.sweepId, traceparent);
-  return created;
+  return launchPrepared(ctx, {
+    traceparent,
+    prepare: [{ sweepId, spec: plan.spec, policyFiles: plan.policyFiles, bundle }],
+    write: () =>
+      createSweep(
+        { store: ctx.store, clock: ctx.clock },
+        {
+          sweepId,
+          spec: plan.spec,
+          tasks: plan.tasks,
+          ...(plan.queue ? { queue: plan.queue } : {}),
+          owner: currentOwner(),
+          provider: ctx.provider,
+          bundle,
+          specDir: plan.specDir,
+          traceparent,
+          ...(options.team ? { team: options.team } : {}),
+        },
+      ),
+  });
 }

@@ -7,7 +7,13 @@ import { dirname, resolve } from "node:path";
 import type { SweepRecord } from "#core/model.js";
 import { checkNToN, type PipelineSpec, parsePipeline, stageOrder } from "#core/pipeline.js";
 import { parseQueue } from "#core/queue.js";
-import { createPipeline, newSweepId } from "#core/sweeps.js";
+import {
+  type CreatePipelineInput,
+  createPipeline,
+  launchPrepared,
+  newSweepId,
+  type SweepPreparation,
+} from "#core/sweeps.js";
 import { type CliContext, currentOwner } from "../context.js";
 import { readUserFile } from "../flags.js";
 import { cliRandom, type LaunchOptions, launchTraceparent, uploadWorkdir } from "./launch.js";
@@ -87,7 +93,11 @@ export async function planPipeline(path: string): Promise<PipelinePlan> {
   return { path: absolute, pipeline, stages };
 }
 
-/** Uploads every stage's workdir, then writes the pipeline and its stages (all or nothing). */
+/**
+ * Uploads every stage's workdir, prepares every stage (aws: its own role, which may read exactly
+ * the stages it waits on), then writes the pipeline and its stages (all or nothing) and announces
+ * them (core/sweeps.ts launchPrepared). The pipeline's own record runs no task: it gets no role.
+ */
 export async function launchPipeline(
   ctx: CliContext,
   plan: PipelinePlan,
@@ -95,33 +105,48 @@ export async function launchPipeline(
 ): Promise<SweepRecord> {
   const now = ctx.clock.now();
   const traceparent = launchTraceparent();
-  const stages = [];
+  const stages: Array<CreatePipelineInput["stages"][number]> = [];
+  const prepare: SweepPreparation[] = [];
+  const ids = new Map<string, string>();
   for (const stage of plan.stages) {
     const source = stage.sweep ?? stage.queue!;
+    const sweepId = newSweepId(source.spec.name, now, cliRandom);
+    const bundle = await uploadWorkdir(ctx, source.workdir);
+    ids.set(stage.name, sweepId);
     stages.push({
       name: stage.name,
       inputs: stage.inputs,
-      sweepId: newSweepId(source.spec.name, now, cliRandom),
+      sweepId,
       spec: source.spec,
       tasks: source.tasks,
-      bundle: await uploadWorkdir(ctx, source.workdir),
+      bundle,
       specDir: stage.sweep?.specDir ?? stage.queue!.queueDir,
       ...(stage.queue ? { queue: stage.queue.settings } : {}),
     });
+    prepare.push({
+      sweepId,
+      spec: source.spec,
+      policyFiles: source.policyFiles,
+      bundle,
+      // plan.stages comes in an order where every stage follows its inputs.
+      upstreamSweepIds: stage.inputs.map((input) => ids.get(input.stage)!),
+    });
   }
-  const created = await createPipeline(
-    { store: ctx.store, clock: ctx.clock },
-    {
-      pipelineId: newSweepId(plan.pipeline.name, now, cliRandom),
-      name: plan.pipeline.name,
-      owner: currentOwner(),
-      provider: ctx.provider,
-      traceparent,
-      ...(options.team ? { team: options.team } : {}),
-      stages,
-    },
-  );
-  for (const stage of stages) await ctx.sweepCreated?.(stage.sweepId, traceparent);
-  await ctx.sweepCreated?.(created.sweepId, traceparent);
-  return created;
+  return launchPrepared(ctx, {
+    traceparent,
+    prepare,
+    write: () =>
+      createPipeline(
+        { store: ctx.store, clock: ctx.clock },
+        {
+          pipelineId: newSweepId(plan.pipeline.name, now, cliRandom),
+          name: plan.pipeline.name,
+          owner: currentOwner(),
+          provider: ctx.provider,
+          traceparent,
+          ...(options.team ? { team: options.team } : {}),
+          stages,
+        },
+      ),
+  });
 }

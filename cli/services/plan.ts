@@ -152,7 +152,7 @@ export async function planSweepSpec(
 }
 
 /** Reads and checks every `policy-file:` grant (relative to the spec's directory); a bad one is a SpecError. */
-async function readPolicyFiles(spec: SweepSpec, specDir: string): Promise<Record<string, unknown>> {
+export async function readPolicyFiles(spec: SweepSpec, specDir: string): Promise<Record<string, unknown>> {
   const files: Record<string, unknown> = {};
   const issues: SpecIssue[] = [];
   for (const [i, text] of spec.resources.iam.entries()) {

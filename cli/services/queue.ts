@@ -13,11 +13,12 @@ import type { SweepRecord, TaskRecord } from "#core/model.js";
 import type { ObjectStore, StateStore } from "#core/ports.js";
 import { parseQueue, type QueueFile } from "#core/queue.js";
 import { planQueue, type QueuePlan } from "#core/queue-plan.js";
-import { createSweep, newSweepId, requireSweep } from "#core/sweeps.js";
-import { type CliContext, currentOwner } from "../context.js";
+import { requireSweep } from "#core/sweeps.js";
+import type { CliContext } from "../context.js";
 import { readUserFile } from "../flags.js";
 import { paint, paintStatus, table } from "../output.js";
-import { cliRandom, launchTraceparent, uploadWorkdir } from "./launch.js";
+import { launchSweep } from "./launch.js";
+import { readPolicyFiles } from "./plan.js";
 import { formatStatus, type SweepStatusView, statusJson, sweepStatus } from "./status.js";
 
 /** YAML (or JSON) text and a map from a path in it to its line; a syntax error is the user's (exit 2). */
@@ -57,6 +58,8 @@ export interface QueueLaunchPlan extends QueuePlan {
   /** Absolute workdir, resolved against the queue file's directory. */
   workdir: string;
   queueDir: string;
+  /** Parsed `policy-file:` grants of `resources.iam` (relative to queueDir), for the queue's own role. */
+  policyFiles: Record<string, unknown>;
 }
 
 export async function planQueueFile(path: string): Promise<QueueLaunchPlan> {
@@ -75,30 +78,13 @@ export async function planValidQueue(
     throw new AbortError(
       `${source}: workdir ${JSON.stringify(queue.workdir)} is not a directory (${workdir})`,
     );
-  return { ...planQueue(queue), queue, workdir, queueDir };
+  const plan = planQueue(queue);
+  return { ...plan, queue, workdir, queueDir, policyFiles: await readPolicyFiles(plan.spec, queueDir) };
 }
 
-/** Uploads the workdir and writes the queue (a one-instance sweep whose tasks are the jobs). */
-export async function launchQueue(ctx: CliContext, plan: QueueLaunchPlan): Promise<SweepRecord> {
-  const bundle = await uploadWorkdir(ctx, plan.workdir);
-  const traceparent = launchTraceparent();
-  const created = await createSweep(
-    { store: ctx.store, clock: ctx.clock },
-    {
-      sweepId: newSweepId(plan.spec.name, ctx.clock.now(), cliRandom),
-      spec: plan.spec,
-      tasks: plan.tasks,
-      queue: plan.settings,
-      owner: currentOwner(),
-      provider: ctx.provider,
-      bundle,
-      specDir: plan.queueDir,
-      traceparent,
-    },
-  );
-  await ctx.sweepCreated?.(created.sweepId, traceparent);
-  return created;
-}
+/** Launches a planned queue the way `sweep launch` launches a sweep (cli/services/launch.ts). */
+export const launchQueue = (ctx: CliContext, plan: QueueLaunchPlan): Promise<SweepRecord> =>
+  launchSweep(ctx, { ...plan, specDir: plan.queueDir, queue: plan.settings });
 
 /** Loads a queue or throws NotFoundError (exit 3); a sweep id that is not a queue is refused (exit 2). */
 export async function requireQueue(store: StateStore, queueId: string): Promise<SweepRecord> {

@@ -2,10 +2,8 @@
  * `spawn schedule`: create (validate the spec and the trigger, snapshot the workdir, store
  * the spec, arm the schedule), list, describe, pause, resume, delete, history.
  */
-import { AbortError, NotFoundError } from "#core/errors.js";
-import type { ScheduleDriver } from "#core/scheduler.js";
+import { firingSweepId } from "#core/scheduler.js";
 import {
-  type FiringRecord,
   newScheduleId,
   nextRunAfter,
   parseInstant,
@@ -16,9 +14,22 @@ import {
   toSchedulerExpression,
 } from "#core/schedules.js";
 import { encodeSpec } from "#providers/dynamodb/codec.js";
-import { type CliContext, currentOwner } from "../context.js";
+import { type CliContext, ownerOf } from "../context.js";
 import { cliRandom, uploadWorkdir } from "./launch.js";
 import { planSweep } from "./plan.js";
+import { driverFor, recordAndArm } from "./schedule-actions.js";
+
+// Reading and changing schedules live apart from create, which plans and bundles (schedule-actions.ts).
+export {
+  deleteSchedule,
+  driverFor,
+  pauseSchedule,
+  recordAndArm,
+  requireSchedule,
+  resumeSchedule,
+  scheduleHistory,
+  scheduleJson,
+} from "./schedule-actions.js";
 
 export interface CreateScheduleOptions extends TriggerInput {
   name?: string;
@@ -28,17 +39,6 @@ export interface CreateScheduleOptions extends TriggerInput {
 }
 
 /** Validates everything first: a bad spec, cron, zone or date creates nothing. */
-/** aws schedules are armed in EventBridge Scheduler; a stack deployed before schedules existed has no group. */
-function driverFor(ctx: CliContext): ScheduleDriver | undefined {
-  if (ctx.provider === "aws" && !ctx.scheduleDriver) {
-    throw new AbortError(
-      "the deployed stack has no schedule group (it predates schedules)",
-      "run `spawn deploy` to update it",
-    );
-  }
-  return ctx.scheduleDriver;
-}
-
 export async function createSchedule(
   ctx: CliContext,
   specPath: string,
@@ -61,7 +61,7 @@ export async function createSchedule(
   const draft: ScheduleRecord = {
     scheduleId,
     name,
-    owner: currentOwner(),
+    owner: ownerOf(ctx),
     provider: ctx.provider,
     trigger,
     state: "enabled",
@@ -84,101 +84,24 @@ export async function createSchedule(
     );
   }
   const bundle = await uploadWorkdir(ctx, plan.workdir);
+  // Refused now rather than at the first firing (aws: a task policy over IAM's limit, ADR 0040).
+  await ctx.checkSweep?.({
+    sweepId: firingSweepId(draft, nextRunAt),
+    spec: plan.spec,
+    policyFiles: plan.policyFiles,
+    bundle,
+  });
   await ctx.objects.putBytes(draft.specKey, encodeSpec(plan.spec));
-  const schedule: ScheduleRecord = { ...draft, bundle, nextRunAt };
-  await ctx.schedules.createSchedule(schedule);
-  if (driver) {
-    try {
-      await driver.put(schedule);
-    } catch (error) {
-      // Not armed means not created: take the record back so nothing half-exists.
-      await ctx.schedules.deleteSchedule(scheduleId);
-      throw error;
-    }
-  }
-  return schedule;
-}
-
-export async function requireSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
-  const schedule = await ctx.schedules.getSchedule(scheduleId);
-  if (!schedule || schedule.owner !== currentOwner()) {
-    throw new NotFoundError("schedule", scheduleId, "spawn schedule list shows yours");
-  }
-  return schedule;
-}
-
-export async function pauseSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
-  const schedule = await requireSchedule(ctx, scheduleId);
-  const driver = schedule.provider === "aws" ? driverFor(ctx) : undefined;
-  if (schedule.state === "paused") return schedule;
-  if (schedule.state === "completed") {
-    throw new AbortError(`schedule ${scheduleId} has completed (${schedule.reason ?? "no firing left"})`);
-  }
-  const updated = await ctx.schedules.updateSchedule(
-    scheduleId,
-    { state: "enabled" },
-    { state: "paused", updatedAt: ctx.clock.now() },
-  );
-  await driver?.put(updated);
-  return updated;
-}
-
-/** Resuming never runs what was due while paused: the next firing is the first one after now. */
-export async function resumeSchedule(ctx: CliContext, scheduleId: string): Promise<ScheduleRecord> {
-  const schedule = await requireSchedule(ctx, scheduleId);
-  const driver = schedule.provider === "aws" ? driverFor(ctx) : undefined;
-  if (schedule.state === "enabled") return schedule;
-  if (schedule.state === "completed") {
-    throw new AbortError(`schedule ${scheduleId} has completed (${schedule.reason ?? "no firing left"})`);
-  }
-  const now = ctx.clock.now();
-  const nextRunAt = nextRunAfter(schedule, now);
-  if (nextRunAt === undefined) throw new AbortError(`schedule ${scheduleId} has no firing left to resume`);
-  const updated = await ctx.schedules.updateSchedule(
-    scheduleId,
-    { state: "paused" },
-    { state: "enabled", nextRunAt, updatedAt: now },
-  );
-  await driver?.put(updated);
-  return updated;
-}
-
-export async function deleteSchedule(
-  ctx: CliContext,
-  scheduleId: string,
-  driver?: ScheduleDriver,
-): Promise<void> {
-  const schedule = await requireSchedule(ctx, scheduleId);
-  // Disarm first: a schedule that fires after its record is gone is recorded as unknown, never run.
-  await driver?.remove(schedule);
-  await ctx.schedules.deleteSchedule(scheduleId);
-}
-
-export async function scheduleHistory(
-  ctx: CliContext,
-  scheduleId: string,
-  limit: number,
-): Promise<{ schedule: ScheduleRecord; firings: FiringRecord[] }> {
-  const schedule = await requireSchedule(ctx, scheduleId);
-  return { schedule, firings: await ctx.schedules.listFirings(scheduleId, { limit }) };
-}
-
-export function scheduleJson(s: ScheduleRecord) {
-  const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-  return {
-    scheduleId: s.scheduleId,
-    name: s.name,
-    state: s.state,
-    trigger: { kind: s.trigger.kind, expression: s.trigger.expression, timezone: s.trigger.timezone },
-    nextRunAt: iso(s.nextRunAt),
-    lastFiredAt: iso(s.lastFiredAt),
-    lastSweepId: s.lastSweepId ?? null,
-    executions: s.executions,
-    maxExecutions: s.maxExecutions ?? null,
-    endAt: iso(s.endAt),
-    missed: s.missed,
-    reason: s.reason ?? null,
-    provider: s.provider,
-    createdAt: iso(s.createdAt),
+  // The policy files as read now, next to the spec: every firing builds the same sweep role.
+  const policyFilesKey =
+    Object.keys(plan.policyFiles).length > 0 ? `schedules/${scheduleId}/policy-files.json` : undefined;
+  if (policyFilesKey) await ctx.objects.putBytes(policyFilesKey, JSON.stringify(plan.policyFiles));
+  const schedule: ScheduleRecord = {
+    ...draft,
+    bundle,
+    nextRunAt,
+    ...(policyFilesKey ? { policyFilesKey } : {}),
   };
+  await recordAndArm(ctx, driver, schedule);
+  return schedule;
 }

@@ -13,6 +13,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type {
   CommentList,
   CommentView,
+  DownloadLink,
   ShareResult,
   SnapshotEvent,
   SweepList,
@@ -25,20 +26,25 @@ import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
 import {
   canSee,
   commentBody,
+  DEFAULT_TEAM,
   type Membership,
   TeamRole,
   type TeamStore,
   teamName,
   teamOf,
 } from "#core/teams.js";
+import { type OnDemandPollerOptions, OnDemandPollers } from "#providers/dashboard-poller.js";
 import {
   DashboardReads,
   errorResponse,
   HttpError,
   intParam,
+  outputObject,
   resultsOf,
 } from "#providers/dashboard-routes.js";
 import type { Logger } from "#providers/log.js";
+import type { OutputLinks } from "./downloads.js";
+import type { TeamManagement } from "./manage.js";
 
 export interface ApiDeps {
   store: StateStore;
@@ -46,6 +52,12 @@ export interface ApiDeps {
   teams: TeamStore;
   clock: Clock;
   log: Logger;
+  /** Bounds of the container's sweep pollers behind `/poll`. @default OnDemandPollers' defaults */
+  pollers?: OnDemandPollerOptions;
+  /** Presigned download links for outputs (downloads.ts); without it output downloads answer 404. */
+  links?: OutputLinks;
+  /** The schedules and alerts routes (manage.ts); without it they answer 404. */
+  manage?: TeamManagement;
 }
 
 /** An HTTP request as the handler hands it over (path without the stage, headers lowercased). */
@@ -62,14 +74,15 @@ export interface ApiRequest {
 export interface ApiResponse {
   status: number;
   headers: Record<string, string>;
-  /** Text, or bytes for downloads (the handler base64-encodes them). */
-  body: string | Uint8Array;
+  body: string;
 }
 
-/** Sweeps read from the newest when listing, before filtering by team (docs/dashboard.md, "On AWS"). */
+/**
+ * Sweeps read from the newest, then filtered by team, where no index answers: a list filtered by
+ * `owner`, and sweeps written before the by-team index, which `default` members see
+ * (docs/dashboard.md, "On AWS"; docs/adr/0038-lambda-polls-and-sweeps-by-team.md).
+ */
 export const LIST_SCAN = 500;
-/** Largest output the API returns inline (a Lambda response is at most 6 MB, base64 inflates by 4/3). */
-export const MAX_DOWNLOAD_BYTES = 4 * 1024 * 1024;
 
 /** JSON responses are never rendered as HTML; `default-src 'none'` says so even to a confused browser. */
 const JSON_HEADERS = {
@@ -111,6 +124,9 @@ function jsonBody(request: ApiRequest): Record<string, unknown> {
 export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<ApiResponse> {
   const { store, teams, clock, log } = deps;
   const reads = new DashboardReads(deps);
+  // Kept for the container's life (the API is built once per container): a poll ticks its
+  // sweep's poller instead of reading every task (docs/adr/0038-lambda-polls-and-sweeps-by-team.md).
+  const pollers = new OnDemandPollers({ store, clock, log }, deps.pollers);
 
   /** The caller's memberships; the very first caller of a stack becomes admin of `default`. */
   async function membershipsOf(user: string): Promise<Membership[]> {
@@ -148,11 +164,13 @@ export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<Ap
   async function listSweeps(query: URLSearchParams, mine: ReadonlySet<string>): Promise<SweepList> {
     const owner = query.get("owner") ?? undefined;
     const limit = Math.min(200, intParam(query.get("limit"), "limit", 50));
-    const [recent, shared] = await Promise.all([
-      store.listSweeps({ ...(owner ? { owner } : {}), limit: LIST_SCAN }),
+    const [own, shared] = await Promise.all([
+      owner
+        ? store.listSweeps({ owner, limit: LIST_SCAN }).then((l) => l.filter((s) => mine.has(teamOf(s))))
+        : Promise.all([...mine].map((team) => teamSweeps(team, limit))).then((lists) => lists.flat()),
       Promise.all([...mine].map((team) => teams.sharedWith(team, limit))).then((lists) => lists.flat()),
     ]);
-    const byId = new Map(recent.filter((s) => mine.has(teamOf(s))).map((s) => [s.sweepId, s]));
+    const byId = new Map(own.map((s) => [s.sweepId, s]));
     const missing = [...new Set(shared.map((s) => s.sweepId))].filter((id) => !byId.has(id));
     for (const s of await Promise.all(missing.map((id) => store.getSweep(id))))
       if (s && (!owner || s.owner === owner)) byId.set(s.sweepId, s);
@@ -160,9 +178,24 @@ export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<Ap
     return { sweeps: await Promise.all(sweeps.map((s) => reads.summary(s))) };
   }
 
+  /**
+   * A team's newest `limit` sweeps, from the by-team index. Sweeps written before that index have
+   * no `team` attribute and belong to `default`; they are older than every sweep written since,
+   * so they can only make `default`'s page while its index holds less than a page, and only then
+   * are the newest LIST_SCAN sweeps searched for them.
+   */
+  async function teamSweeps(team: string, limit: number): Promise<SweepRecord[]> {
+    const indexed = await store.listSweeps({ team, limit });
+    if (team !== DEFAULT_TEAM || indexed.length >= limit) return indexed;
+    const legacy = await store.listSweeps({ limit: LIST_SCAN });
+    return [...indexed, ...legacy.filter((s) => s.team === undefined)];
+  }
+
   async function poll(request: ApiRequest, sweepId: string): Promise<ApiResponse> {
-    const { event } = await reads.snapshot(sweepId);
-    const text = safeJson(event satisfies SnapshotEvent);
+    const poller = await pollers.current(sweepId);
+    // seq 0: a poller's sequence number is its container's own. The body (and so the ETag, a hash
+    // of it) must be the same whichever container answers.
+    const text = safeJson({ ...poller.snapshot(), seq: 0 } satisfies SnapshotEvent);
     const etag = `"${createHash("sha256").update(text).digest("base64url").slice(0, 27)}"`;
     if (request.headers["if-none-match"] === etag)
       return { status: 304, headers: { etag, "cache-control": "no-store" }, body: "" };
@@ -192,15 +225,17 @@ export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<Ap
         team,
         "a team exists once it has a member (POST /api/teams/<team>/members)",
       );
-    const changed =
-      team !== teamOf(sweep) &&
-      (await teams.share({
-        sweepId: sweep.sweepId,
-        team,
-        sweepCreatedAt: sweep.createdAt,
-        sharedAt: clock.now(),
-        sharedBy: user,
-      }));
+    const sharedAt = clock.now();
+    const shareWith = async (s: SweepRecord) =>
+      team !== teamOf(s) &&
+      teams.share({ sweepId: s.sweepId, team, sweepCreatedAt: s.createdAt, sharedAt, sharedBy: user });
+    const changed = await shareWith(sweep);
+    // A pipeline's stages are sweeps of their own: the team sees them too (each share its own
+    // idempotent put; sharing again repairs a stage an interrupted share missed).
+    for (const stage of sweep.pipeline ?? []) {
+      const record = await store.getSweep(stage.sweepId);
+      if (record) await shareWith(record);
+    }
     if (changed) log.info("sweep shared", { sweepId: sweep.sweepId, team, user });
     const shares = await teams.sharesOf(sweep.sweepId);
     return { sweepId: sweep.sweepId, teams: [teamOf(sweep), ...shares.map((s) => s.team)], changed };
@@ -252,6 +287,11 @@ export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<Ap
             request,
           ),
         );
+      throw new HttpError(404, `no such API: ${method} ${path}`);
+    }
+    if ((resource === "schedules" || resource === "alerts") && deps.manage) {
+      const r = await deps.manage({ method, parts: parts.slice(1), body: request.body, user, memberships });
+      if (r) return json(r.status, r.body);
       throw new HttpError(404, `no such API: ${method} ${path}`);
     }
     if (resource !== "sweeps") throw new HttpError(404, `no such API: ${path}`);
@@ -313,23 +353,13 @@ export function dashboardApi(deps: ApiDeps): (request: ApiRequest) => Promise<Ap
         return json(200, await reads.curves(id, arg, query));
       case "outputs": {
         if (arg === undefined) return json(200, await reads.outputs(id));
-        const { name, bytes } = await reads.output(id, path.split("/").slice(5).join("/"));
-        if (bytes.length > MAX_DOWNLOAD_BYTES)
-          throw new HttpError(
-            413,
-            `output ${name} is ${bytes.length} bytes, more than the API returns (${MAX_DOWNLOAD_BYTES})`,
-            `spawn sweep download ${id} --task ${arg}`,
-          );
-        return {
-          status: 200,
-          headers: {
-            ...JSON_HEADERS,
-            // Never rendered in our origin: a task's HTML output must not run as our page.
-            "content-type": "application/octet-stream",
-            "content-disposition": `attachment; filename="${name}"`,
-          },
-          body: bytes,
-        };
+        const { key, name, label } = outputObject(id, path.split("/").slice(5).join("/"));
+        if (!deps.links)
+          throw new HttpError(404, "this deployment serves no downloads", `spawn sweep download ${id}`);
+        if (!(await deps.objects.exists(key))) throw new NotFoundError("output", label);
+        const link = await deps.links.link(key, name);
+        log.info("output download link", { sweepId: id, key, user });
+        return json(200, link satisfies DownloadLink);
       }
       case "events":
         throw new HttpError(

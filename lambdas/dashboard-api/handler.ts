@@ -5,8 +5,6 @@
  * latency by route.
  */
 import { randomBytes } from "node:crypto";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { S3Client } from "@aws-sdk/client-s3";
 import middy from "@middy/core";
 import type {
   APIGatewayProxyEventV2WithJWTAuthorizer,
@@ -15,14 +13,15 @@ import type {
 } from "aws-lambda";
 import { formatTraceparent, newTraceContext, parseTraceparent } from "#core/api.js";
 import { systemClock } from "#core/ports.js";
-import { S3ObjectStore } from "#providers/aws/s3-objects.js";
-import { DynamoStateStore } from "#providers/dynamodb/store.js";
+import { openStackStores } from "#providers/aws/stack-stores.js";
 import { DynamoTeamStore } from "#providers/dynamodb/team-store.js";
 import { emitMetrics } from "../shared/emf.js";
 import { requireEnv } from "../shared/env.js";
 import { lambdaLogger } from "../shared/logger.js";
 import { dashboardApi } from "./api.js";
+import { S3OutputLinks } from "./downloads.js";
 import { toApiRequest, toResult } from "./http.js";
+import { teamManagement } from "./manage.js";
 
 /** The environment contract with the stack (docs/aws.md); read once, at cold start. */
 export const ENV = requireEnv([
@@ -30,6 +29,12 @@ export const ENV = requireEnv([
   "SPAWN_ARTIFACTS_BUCKET",
   "SPAWN_RESULTS_BUCKET",
   "SPAWN_HOME_REGION",
+  "SPAWN_SCHEDULE_GROUP",
+  "SPAWN_SCHEDULER_HANDLER_ARN",
+  "SPAWN_SCHEDULER_ROLE_ARN",
+  "SPAWN_SCHEDULES_DLQ_ARN",
+  "SPAWN_ALERTS_KEY_ARN",
+  "SPAWN_ALERTS_TOPIC_ARN",
 ]);
 
 const logger = lambdaLogger("dashboard-api");
@@ -37,20 +42,37 @@ const random = (n: number) => new Uint8Array(randomBytes(n));
 
 let api: ReturnType<typeof dashboardApi> | undefined;
 
-/** Clients and adapters, built once per container and reused by every invocation. */
+/** Clients, adapters and the sweep pollers behind `/poll`, built once per container and reused by every invocation. */
 function containerApi(): ReturnType<typeof dashboardApi> {
   if (api) return api;
-  const region = ENV.SPAWN_HOME_REGION;
-  const dynamo = new DynamoDBClient({ region });
+  // The stores the CLI builds from the stack's outputs, from the same values in the environment.
+  const {
+    clients,
+    destroy: _destroy,
+    ...stores
+  } = openStackStores(
+    { region: ENV.SPAWN_HOME_REGION, maxAttempts: 3 },
+    {
+      TablePrefix: ENV.SPAWN_TABLE_PREFIX,
+      ArtifactsBucket: ENV.SPAWN_ARTIFACTS_BUCKET,
+      ResultsBucket: ENV.SPAWN_RESULTS_BUCKET,
+      ScheduleGroupName: ENV.SPAWN_SCHEDULE_GROUP,
+      SchedulerHandlerArn: ENV.SPAWN_SCHEDULER_HANDLER_ARN,
+      SchedulerRoleArn: ENV.SPAWN_SCHEDULER_ROLE_ARN,
+      SchedulesDlqArn: ENV.SPAWN_SCHEDULES_DLQ_ARN,
+      AlertsKeyArn: ENV.SPAWN_ALERTS_KEY_ARN,
+      AlertsTopicArn: ENV.SPAWN_ALERTS_TOPIC_ARN,
+    },
+  );
+  const teams = new DynamoTeamStore(clients.dynamo, ENV.SPAWN_TABLE_PREFIX);
   api = dashboardApi({
-    store: new DynamoStateStore(dynamo, ENV.SPAWN_TABLE_PREFIX),
-    teams: new DynamoTeamStore(dynamo, ENV.SPAWN_TABLE_PREFIX),
-    objects: new S3ObjectStore(new S3Client({ region }), {
-      bucket: ENV.SPAWN_RESULTS_BUCKET,
-      routes: { "bundles/": ENV.SPAWN_ARTIFACTS_BUCKET },
-    }),
+    store: stores.store,
+    teams,
+    objects: stores.objects,
     clock: systemClock,
     log: logger,
+    links: new S3OutputLinks(clients.s3, ENV.SPAWN_RESULTS_BUCKET, systemClock),
+    manage: teamManagement({ stores, teams, clock: systemClock, log: logger }),
   });
   return api;
 }

@@ -38,11 +38,10 @@ export function toResult(
   response: ApiResponse,
   extraHeaders: Record<string, string> = {},
 ): APIGatewayProxyStructuredResultV2 {
-  const binary = typeof response.body !== "string";
   return {
     statusCode: response.status,
     headers: { ...response.headers, ...extraHeaders },
-    body: binary ? Buffer.from(response.body).toString("base64") : (response.body as string),
-    isBase64Encoded: binary,
+    body: response.body,
+    isBase64Encoded: false,
   };
 }

@@ -1,12 +1,14 @@
 /**
  * The scheduler handler Lambda: EventBridge Scheduler invokes it for each firing of a spawn
  * schedule with `{kind: "schedule", scheduleId, scheduledTime}`. It fires the schedule through
- * core (record the firing once, launch the stored spec, advance the schedule) and wakes the
- * orchestrator with the CLI's "Sweep Submitted" event. A duplicate or retried delivery of the
- * same firing finds its history record and launches nothing.
+ * core (record the firing once, launch the stored spec, advance the schedule) the way the CLI
+ * launches (ADR 0040): the sweep's own instance role before its record, then the orchestrator's
+ * "Sweep Submitted" kick, both in the firing's trace. A duplicate or retried delivery of the same
+ * firing finds its history record and launches nothing.
  */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
+import { IAMClient } from "@aws-sdk/client-iam";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SchedulerClient } from "@aws-sdk/client-scheduler";
 import middy from "@middy/core";
@@ -17,6 +19,7 @@ import { type FireResult, fireSchedule, type SchedulerDeps, storedSpecLauncher }
 import { EventBridgeSink, kickSweep } from "#providers/aws/events.js";
 import { S3ObjectStore } from "#providers/aws/s3-objects.js";
 import { EventBridgeScheduleDriver } from "#providers/aws/schedule-driver.js";
+import { type StackRoleScope, sweepRoleHooks } from "#providers/aws/sweep-role.js";
 import { DynamoScheduleStore } from "#providers/dynamodb/schedule-store.js";
 import { DynamoStateStore } from "#providers/dynamodb/store.js";
 import { requireEnv } from "../shared/env.js";
@@ -36,7 +39,12 @@ export const ENV = requireEnv([
   "SPAWN_EVENT_BUS",
   "SPAWN_HOME_REGION",
   "SPAWN_SCHEDULE_GROUP",
+  "SPAWN_STACK_NAME",
+  "SPAWN_ACCOUNT_ID",
+  "SPAWN_PARTITION",
 ]);
+/** The stack's dns-updater, only when it has a hosted zone: sweep roles may then invoke it. */
+const DNS_UPDATER_ARN = process.env.SPAWN_DNS_UPDATER_ARN;
 
 const logger = lambdaLogger("scheduler-handler");
 
@@ -46,6 +54,8 @@ export const ScheduleFiring = z.object({
   scheduleId: z.string().min(1).max(200),
   scheduledTime: z.iso.datetime({ message: "must be an ISO-8601 time" }),
   attempt: z.string().optional(),
+  /** A W3C traceparent to continue; a malformed one is not continued (a new trace starts). */
+  traceparent: z.string().max(512).optional(),
 });
 export type ScheduleFiring = z.infer<typeof ScheduleFiring>;
 
@@ -62,7 +72,20 @@ function containerDeps(): SchedulerDeps {
   const region = ENV.SPAWN_HOME_REGION;
   const dynamo = new DynamoDBClient({ region });
   const events = new EventBridgeClient({ region });
+  const iam = new IAMClient({ region });
   const store = new DynamoStateStore(dynamo, ENV.SPAWN_TABLE_PREFIX);
+  const roleScope: StackRoleScope = {
+    stack: ENV.SPAWN_STACK_NAME,
+    account: ENV.SPAWN_ACCOUNT_ID,
+    partition: ENV.SPAWN_PARTITION,
+    homeRegion: region,
+    tablePrefix: ENV.SPAWN_TABLE_PREFIX,
+    artifactsBucket: ENV.SPAWN_ARTIFACTS_BUCKET,
+    resultsBucket: ENV.SPAWN_RESULTS_BUCKET,
+    eventBusName: ENV.SPAWN_EVENT_BUS,
+    ...(DNS_UPDATER_ARN ? { dnsUpdaterArn: DNS_UPDATER_ARN } : {}),
+  };
+  const { prepareSweep, discardSweep } = sweepRoleHooks(iam, async () => roleScope);
   const objects = new S3ObjectStore(new S3Client({ region }), {
     bucket: ENV.SPAWN_RESULTS_BUCKET,
     routes: { "bundles/": ENV.SPAWN_ARTIFACTS_BUCKET },
@@ -76,7 +99,19 @@ function containerDeps(): SchedulerDeps {
         store,
         objects,
         clock: systemClock,
-        afterCreate: (sweep) => kickSweep(events, ENV.SPAWN_EVENT_BUS, sweep.sweepId),
+        hooks: {
+          prepareSweep,
+          discardSweep,
+          // The kick only saves waiting for the next tick (a minute at most): the sweep exists,
+          // so a failed kick is logged and the firing still counts as launched.
+          sweepCreated: (sweepId, traceparent) =>
+            kickSweep(events, ENV.SPAWN_EVENT_BUS, sweepId, traceparent).catch((error: unknown) =>
+              logger.warn("could not kick the orchestrator; the periodic tick starts the sweep", {
+                sweepId,
+                error,
+              }),
+            ),
+        },
       }),
       new EventBridgeSink(events, ENV.SPAWN_EVENT_BUS),
       systemClock,
@@ -96,7 +131,12 @@ export const handler = middy<ScheduleFiring, FireResult, Error, LoggedContext>()
   )
   .use(handleErrors(logger))
   .handler(async (event) => {
-    const result = await fireSchedule(containerDeps(), event.scheduleId, Date.parse(event.scheduledTime));
+    const result = await fireSchedule(
+      containerDeps(),
+      event.scheduleId,
+      Date.parse(event.scheduledTime),
+      event.traceparent,
+    );
     // A failed launch is recorded in the history and alerted on; retrying the invocation would
     // only find the history record. An unknown schedule (deleted while armed) is dropped.
     return result;

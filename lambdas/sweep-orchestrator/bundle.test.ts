@@ -22,10 +22,12 @@ import { buildLambda, LAMBDA_ENTRY_FILE, lambdaNames } from "../../scripts/lambd
 import { type DynamoEngine, startDynalite } from "../../test/helpers/dynamo.js";
 
 /**
- * spawn's own code and its dependencies other than the AWS SDK, minified: issue 4's 300 KB target,
- * which the bundles met before the SDK moved inside them (ADR 0037 trades size for import time).
+ * spawn's own code and its dependencies other than the AWS SDK, minified. The largest is the
+ * dashboard-api's, 306 KiB: zod 148, croner 33 (schedules are edited there), spawn's code the
+ * rest. A guard against pulling the CLI's planning code or a new dependency in by accident (ADR
+ * 0037 gave up issue 4's 300 KB for whole bundles, trading size for import time).
  */
-const MAX_OWN_BYTES = 300 * 1024;
+const MAX_OWN_BYTES = 320 * 1024;
 /** The SDK's part of a bundle comes from its ES modules, tree-shaken; a whole client would blow this. */
 const MAX_SDK_BYTES = 1536 * 1024;
 
@@ -83,7 +85,7 @@ describe("every Lambda bundle", () => {
   });
 
   it.each(lambdaNames())(
-    "%s: the AWS SDK inside, from its ES modules, and at most 300 KiB of the rest",
+    "%s: the AWS SDK inside, from its ES modules, and at most 320 KiB of the rest",
     (name) => {
       const { output } = entry(name);
       const sdk = Object.entries(output.inputs).filter(([p]) => SDK_PATH.test(p));

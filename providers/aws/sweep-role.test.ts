@@ -180,6 +180,38 @@ describe("createSweepRole", () => {
     expect(invokes(sweepRolePolicy(request([])))).toEqual([]);
   });
 
+  test("a pipeline stage may read its upstream stages' items and outputs, read only, and no other sweep's", () => {
+    const upstream = "prep-20260101-ef01";
+    const doc = sweepRolePolicy({ ...request([]), upstreamSweepIds: [upstream] });
+    const tables = "arn:aws:dynamodb:us-east-1:123456789012:table/spawn-prod-";
+    expect(doc.Statement.filter((st) => st.Sid?.startsWith("ReadUpstream"))).toEqual([
+      {
+        Sid: "ReadUpstreamSweeps",
+        Effect: "Allow",
+        Action: "dynamodb:GetItem",
+        Resource: `${tables}sweeps`,
+        Condition: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [upstream] } },
+      },
+      {
+        Sid: "ReadUpstreamTasks",
+        Effect: "Allow",
+        Action: ["dynamodb:GetItem", "dynamodb:Query"],
+        Resource: `${tables}tasks`,
+        Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": [`${upstream}#*`] } },
+      },
+      {
+        Sid: "ReadUpstreamOutputs",
+        Effect: "Allow",
+        Action: "s3:GetObject",
+        Resource: [`arn:aws:s3:::spawn-prod-results/outputs/${upstream}/*`],
+      },
+    ]);
+    // The stage's own statements are those of any sweep; a sweep with no inputs reads no other.
+    const plain = sweepRolePolicy(request([]));
+    expect(doc.Statement.filter((st) => !st.Sid?.startsWith("ReadUpstream"))).toEqual(plain.Statement);
+    expect(JSON.stringify(plain)).not.toContain("Upstream");
+  });
+
   test("is idempotent: a retried launch finds the role and profile and rewrites the policy", async () => {
     iam.on(CreateRoleCommand).rejects(NAMED("EntityAlreadyExistsException"));
     iam.on(PutRolePolicyCommand).resolves({});
@@ -235,6 +267,77 @@ describe("createSweepRole", () => {
       PolicyName: "sweep",
     });
     expect(iam.commandCalls(DeleteRoleCommand)[0]?.args[0].input).toEqual({ RoleName: ROLE });
+  });
+});
+
+describe("requests with no key never reach the stack's tables (ADR 0036)", () => {
+  // `ForAllValues` holds for a request that carries no key at all, so every action on the stack's
+  // tables that the LeadingKeys statements allow must carry one, and the keyless ones are denied.
+  const KEYED = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"];
+  const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  /** IAM's ARN matching: `*` is any run of characters, `?` any one. */
+  const matches = (pattern: string, arn: string) => {
+    const literal = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`^${literal.replace(/\*/g, ".*").replace(/\?/g, ".")}$`).test(arn);
+  };
+  const ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/";
+  const stackTables = [
+    "sweeps",
+    "tasks",
+    "tasks/index/pending",
+    "instances",
+    "schedules",
+    "alerts",
+    "teams",
+  ].map((t) => `${ARN}spawn-prod-${t}`);
+  // A stage with an input and DynamoDB grants of its own: every statement kind at once.
+  const doc = sweepRolePolicy({
+    ...request(["dynamodb:read:experiments", "dynamodb:write:experiments"]),
+    upstreamSweepIds: ["prep-20260101-ef01"],
+  });
+
+  test("every allowed action on a stack table is keyed, under a LeadingKeys condition", () => {
+    const onStack = doc.Statement.filter(
+      (st) => st.Effect === "Allow" && list(st.Resource).some((r) => r.startsWith(`${ARN}spawn-prod-`)),
+    );
+    expect(onStack.length).toBeGreaterThan(0);
+    for (const st of onStack) {
+      expect(list(st.Action).every((a) => KEYED.includes(a))).toBe(true);
+      const condition = Object.entries(st.Condition ?? {});
+      expect(condition).toHaveLength(1);
+      expect(condition[0]![0]).toMatch(/^ForAllValues:String(Equals|Like)$/);
+      expect(Object.keys(condition[0]![1])).toEqual(["dynamodb:LeadingKeys"]);
+    }
+  });
+
+  test("Scan, BatchWriteItem, PartiQL and DeleteItem are denied on every stack table and index", () => {
+    const denies = doc.Statement.filter((st) => st.Effect === "Deny");
+    for (const action of [
+      "dynamodb:Scan",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:PartiQLSelect",
+      "dynamodb:PartiQLUpdate",
+      "dynamodb:DeleteItem",
+    ]) {
+      for (const table of stackTables) {
+        const denied = denies.some(
+          (st) =>
+            !st.Condition &&
+            list(st.Action).some((a) => matches(a, action)) &&
+            list(st.Resource).some((r) => matches(r, table)),
+        );
+        expect({ action, table, denied }).toEqual({ action, table, denied: true });
+      }
+    }
+  });
+
+  test("the deny leaves the task's own grants on its own tables alone", () => {
+    const deniedResources = doc.Statement.filter((st) => st.Effect === "Deny").flatMap((st) =>
+      list(st.Resource),
+    );
+    expect(deniedResources.some((r) => matches(r, `${ARN}experiments`))).toBe(false);
+    const grant = doc.Statement.find((st) => st.Sid === "DynamoDBRead0");
+    expect(list(grant?.Action)).toContain("dynamodb:Scan");
   });
 });
 

@@ -1,12 +1,13 @@
 /**
- * The per-sweep instance role (docs/adr/0036-per-sweep-instance-role.md): every aws sweep launched
- * from the CLI gets an IAM role `<stack>-sweep-<hash>` and an instance profile of the same name,
+ * The per-sweep instance role (docs/adr/0036-per-sweep-instance-role.md, 0040): every aws sweep
+ * that runs tasks gets an IAM role `<stack>-sweep-<hash>` and an instance profile of the same name,
  * whose one inline policy is the agent's own needs confined to that sweep (DynamoDB items through
- * `dynamodb:LeadingKeys`, S3 objects under the sweep's prefixes) plus the task grants of
- * `resources.iam` (core/iam-policy.ts). The CLI creates it before the sweep record exists; the
- * orchestrator launches the sweep's instances with it (a CreateFleet override) and deletes it
- * once the sweep has ended (Compute.release). No credentials are involved: EC2 hands the role's
- * short-lived credentials to the instance through IMDS.
+ * `dynamodb:LeadingKeys`, S3 objects under the sweep's prefixes; a pipeline stage also reads the
+ * stages it waits on) plus the task grants of `resources.iam` (core/iam-policy.ts). Whoever
+ * launches it (the CLI, or the scheduler-handler for a firing) creates it before the sweep record
+ * exists (`sweepRoleHooks`); the orchestrator launches the sweep's instances with it (a CreateFleet
+ * override) and deletes it once the sweep has ended (Compute.release). No credentials are
+ * involved: EC2 hands the role's short-lived credentials to the instance through IMDS.
  */
 import { createHash } from "node:crypto";
 import {
@@ -29,6 +30,7 @@ import {
 } from "#core/iam-policy.js";
 import type { SweepSpec } from "#core/spec.js";
 import { SpecError } from "#core/spec-error.js";
+import type { LaunchHooks, SweepPreparation } from "#core/sweeps.js";
 import { INDEX, tableNames } from "#providers/dynamodb/tables.js";
 import { AGENT_SOURCE } from "./events.js";
 
@@ -37,6 +39,9 @@ const MAX_NAME = 64;
 /** The inline policy's name on every sweep role. */
 export const SWEEP_POLICY_NAME = "sweep";
 
+/** What every sweep role and instance profile name of a stack starts with: IAM grants name them all by it. */
+export const sweepRolePrefix = (stack: string): string => `${stack}-sweep-`;
+
 /**
  * The role's (and its instance profile's) name: `<stack>-sweep-` and 16 hex characters of the
  * sweep id's SHA-256, so it fits IAM's 64 characters whatever the sweep is called, and the
@@ -44,7 +49,7 @@ export const SWEEP_POLICY_NAME = "sweep";
  */
 export function sweepRoleName(stack: string, sweepId: string): string {
   const hash = createHash("sha256").update(sweepId).digest("hex").slice(0, 16);
-  const name = `${stack}-sweep-${hash}`;
+  const name = `${sweepRolePrefix(stack)}${hash}`;
   if (name.length > MAX_NAME) {
     throw new Error(
       `stack name ${stack} is ${stack.length} characters: per-sweep role names need it to be at most ${MAX_NAME - 23}`,
@@ -75,7 +80,16 @@ export interface SweepRoleScope {
   bundleKey?: string;
   /** The stack's dns-updater (output DnsUpdaterArn), when it has one: agents register hostnames with it. */
   dnsUpdaterArn?: string;
+  /**
+   * A pipeline stage's inputs: the sweep ids of the stages it waits on, whose sweep and task items
+   * and kept outputs its agent reads (agent/stage-inputs.ts). Read only, and only these.
+   */
+  upstreamSweepIds?: readonly string[];
 }
+
+/** A table of the stack (in its home region); `name*` names every table with that prefix. */
+const tableArn = (scope: SweepRoleScope, name: string) =>
+  `arn:${scope.partition}:dynamodb:${scope.homeRegion}:${scope.account}:table/${name}`;
 
 /**
  * The agent's statements of docs/aws.md, confined to one sweep: `dynamodb:LeadingKeys` ties every
@@ -86,7 +100,7 @@ export interface SweepRoleScope {
 export function agentStatements(scope: SweepRoleScope): PolicyStatement[] {
   const { partition, account, homeRegion, sweepId } = scope;
   const tables = tableNames(scope.tablePrefix);
-  const table = (name: string) => `arn:${partition}:dynamodb:${homeRegion}:${account}:table/${name}`;
+  const table = (name: string) => tableArn(scope, name);
   const s3 = (bucket: string, key: string) => `arn:${partition}:s3:::${bucket}/${key}`;
   const sweepPrefixes = ["logs", "outputs", "checkpoints"].map((p) => `${p}/${sweepId}/`);
   return [
@@ -159,6 +173,7 @@ export function agentStatements(scope: SweepRoleScope): PolicyStatement[] {
       ],
       Resource: "*",
     },
+    ...upstreamStatements(scope),
     ...(scope.dnsUpdaterArn
       ? [
           {
@@ -172,19 +187,65 @@ export function agentStatements(scope: SweepRoleScope): PolicyStatement[] {
       : []),
     {
       // Also why the ForAllValues LeadingKeys conditions above hold: a request carrying no key
-      // (a Scan, a batch, PartiQL) would pass them, so none is allowed.
+      // (a Scan, a batch, PartiQL) would pass them, so none may reach the stack's tables, whatever
+      // a task grant allows (ADR 0036, "Requests with no key"). Only the stack's tables: the task's
+      // own `dynamodb:read`/`write` grants on other tables keep their Scan and batch writes.
       Sid: "NeverDeleteOrScan",
       Effect: "Deny",
-      Action: ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:PartiQL*"],
-      Resource: "*",
+      Action: [...DENIED_ON_STACK_TABLES],
+      Resource: `${table(scope.tablePrefix)}*`,
     },
   ];
 }
 
-/** What the CLI knows when it launches a sweep: the stack, the account, and the planned spec. */
+/**
+ * DynamoDB actions the sweep role denies on every table of the stack: the ones whose requests
+ * carry no partition key for `dynamodb:LeadingKeys` to test (Scan, BatchWriteItem, PartiQL), and
+ * DeleteItem. Transactions need no entry: IAM authorizes each of their items as its own GetItem,
+ * PutItem, UpdateItem, DeleteItem or ConditionCheckItem, key included.
+ */
+export const DENIED_ON_STACK_TABLES = [
+  "dynamodb:DeleteItem",
+  "dynamodb:Scan",
+  "dynamodb:BatchWriteItem",
+  "dynamodb:PartiQL*",
+] as const;
+
+/** Read-only access to the upstream stages of a pipeline stage (none for any other sweep). */
+function upstreamStatements(scope: SweepRoleScope): PolicyStatement[] {
+  const upstream = scope.upstreamSweepIds ?? [];
+  if (upstream.length === 0) return [];
+  const tables = tableNames(scope.tablePrefix);
+  const table = (name: string) => tableArn(scope, name);
+  return [
+    {
+      Sid: "ReadUpstreamSweeps",
+      Effect: "Allow",
+      Action: "dynamodb:GetItem",
+      Resource: table(tables.sweeps),
+      Condition: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [...upstream] } },
+    },
+    {
+      // GetItem for an n_to_n input's one task, Query for a whole stage's (the main table only).
+      Sid: "ReadUpstreamTasks",
+      Effect: "Allow",
+      Action: ["dynamodb:GetItem", "dynamodb:Query"],
+      Resource: table(tables.tasks),
+      Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": upstream.map((id) => `${id}#*`) } },
+    },
+    {
+      Sid: "ReadUpstreamOutputs",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: upstream.map((id) => `arn:${scope.partition}:s3:::${scope.resultsBucket}/outputs/${id}/*`),
+    },
+  ];
+}
+
+/** What a launch knows of a sweep: the stack, the account, and the planned spec. */
 export interface SweepRoleRequest extends SweepRoleScope {
   spec: Pick<SweepSpec, "resources">;
-  /** Parsed `policy-file:` grants (cli/services/plan.ts). */
+  /** Parsed `policy-file:` grants (cli/services/plan.ts; a schedule's snapshot of them). */
   policyFiles: Readonly<Record<string, unknown>>;
 }
 
@@ -293,6 +354,54 @@ export async function deleteSweepRole(iam: IAMClient, stack: string, sweepId: st
   await idempotent(iam.send(new DeleteRoleCommand({ RoleName: name })), "NoSuchEntityException");
 }
 
+/** What every sweep role of a stack shares: the stack's own names, known before any sweep. */
+export type StackRoleScope = Omit<SweepRoleScope, "sweepId" | "bundleKey" | "upstreamSweepIds">;
+
+/** The role request of one prepared sweep (core/sweeps.ts SweepPreparation) in a stack. */
+export function sweepRoleRequest(stack: StackRoleScope, sweep: SweepPreparation): SweepRoleRequest {
+  return {
+    ...stack,
+    sweepId: sweep.sweepId,
+    bundleKey: sweep.bundle.key,
+    ...(sweep.upstreamSweepIds?.length ? { upstreamSweepIds: sweep.upstreamSweepIds } : {}),
+    spec: sweep.spec,
+    policyFiles: sweep.policyFiles,
+  };
+}
+
+/**
+ * The launch hooks of the aws provider's role step, the same for the CLI and the scheduler-handler
+ * (ADR 0040): each prepared sweep gets its role before its record, a sweep never written loses it
+ * again, and `checkSweep` renders the policy without sending anything. `stack` is asked once.
+ */
+export function sweepRoleHooks(
+  iam: IAMClient,
+  stack: () => Promise<StackRoleScope>,
+): Required<Pick<LaunchHooks, "prepareSweep" | "discardSweep">> & {
+  checkSweep(sweep: SweepPreparation): Promise<void>;
+} {
+  let scope: Promise<StackRoleScope> | undefined;
+  const resolved = () => {
+    if (!scope) {
+      scope = stack();
+      // A failed lookup (no credentials yet) is asked again by the next launch.
+      scope.catch(() => {
+        scope = undefined;
+      });
+    }
+    return scope;
+  };
+  return {
+    prepareSweep: async (sweep) => {
+      await createSweepRole(iam, sweepRoleRequest(await resolved(), sweep));
+    },
+    discardSweep: async (sweepId) => deleteSweepRole(iam, (await resolved()).stack, sweepId),
+    checkSweep: async (sweep) => {
+      sweepRolePolicy(sweepRoleRequest(await resolved(), sweep));
+    },
+  };
+}
+
 /** EC2's answer while a new instance profile has not reached it yet (IAM is eventually consistent). */
 export function isProfilePropagating(code: string | undefined, message: string | undefined): boolean {
   return code === "InvalidParameterValue" && /invalid iam instance profile/i.test(message ?? "");
@@ -300,8 +409,8 @@ export function isProfilePropagating(code: string | undefined, message: string |
 
 /**
  * The orchestrator's side: which instance profile a sweep's instances get, and its cleanup.
- * Keep one per process: a sweep's answer is remembered (a sweep created without a role, by a
- * schedule or an older CLI, never gets one later, and launches with the stack's shared profile).
+ * Keep one per process: a sweep's answer is remembered (a sweep created without a role, by an
+ * older CLI or stack, never gets one later, and launches with the stack's shared profile).
  */
 export class SweepProfiles {
   private readonly arns = new Map<string, Promise<string | undefined>>();

@@ -19,7 +19,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { mapLimit } from "../../core/concurrency.js";
-import { ConditionFailedError, LeaseLostError } from "../../core/errors.js";
+import { BugError, ConditionFailedError, LeaseLostError } from "../../core/errors.js";
 import { InstanceRecord, SweepRecord, shardOf, TaskRecord } from "../../core/model.js";
 import type {
   InstanceExpectation,
@@ -117,17 +117,22 @@ export class DynamoStateStore implements StateStore {
     return out.Item ? itemToSweep(out.Item) : undefined;
   }
 
-  async listSweeps(options: { owner?: string; limit?: number } = {}): Promise<SweepRecord[]> {
+  async listSweeps(options: { owner?: string; team?: string; limit?: number } = {}): Promise<SweepRecord[]> {
+    const { owner, team } = options;
+    if (owner !== undefined && team !== undefined)
+      throw new BugError("listSweeps takes an owner or a team, not both");
     const expr = new Expression();
-    const byOwner = options.owner !== undefined;
-    const condition = byOwner
-      ? `${expr.name("owner")} = ${expr.value(options.owner)}`
-      : `${expr.name("listPk")} = ${expr.value(SWEEP_LIST_PK)}`;
+    const [index, key, value] =
+      owner !== undefined
+        ? [INDEX.sweepsByOwner, "owner", owner]
+        : team !== undefined
+          ? [INDEX.sweepsByTeam, "team", team]
+          : [INDEX.sweepsByCreated, "listPk", SWEEP_LIST_PK];
     const items = await this.queryAll(
       {
         TableName: this.tables.sweeps,
-        IndexName: byOwner ? INDEX.sweepsByOwner : INDEX.sweepsByCreated,
-        KeyConditionExpression: condition,
+        IndexName: index,
+        KeyConditionExpression: `${expr.name(key)} = ${expr.value(value)}`,
         ScanIndexForward: false,
         ...expr.params(),
       },

@@ -3,12 +3,18 @@
  * and the CDK stack all read these definitions, so there is one description of the
  * schema. See docs/data-model.md for what every key and index is for.
  */
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import {
   type AttributeDefinition,
+  type AttributeValue,
+  BatchWriteItemCommand,
   CreateTableCommand,
   type CreateTableCommandInput,
+  DeleteTableCommand,
   DescribeTableCommand,
   type DynamoDBClient,
+  ScanCommand,
   type TableDescription,
 } from "@aws-sdk/client-dynamodb";
 
@@ -47,6 +53,11 @@ export const INDEX = {
   sweepsByCreated: "by-created",
   /** sweeps: sparse, only while `active` is true. */
   sweepsActive: "active",
+  /**
+   * sweeps: team + createdAt, newest first for `listSweeps({ team })` (the AWS dashboard's list).
+   * Every sweep written since it exists carries `team` (`default` when launched without one).
+   */
+  sweepsByTeam: "by-team",
   /** tasks: sparse, only while status = pending; per shard, by readyKey (readyAt, then index). */
   tasksPending: "pending",
   /** tasks: sparse, only while status = running; per shard, by leaseKey (leaseExpiresAt, then index). */
@@ -111,12 +122,22 @@ export function tableDefinitions(prefix: string = DEFAULT_TABLE_PREFIX): CreateT
     {
       TableName: names.sweeps,
       BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: attrs({ sweepId: "S", owner: "S", createdAt: "N", listPk: "S", activePk: "S" }),
+      AttributeDefinitions: attrs({
+        sweepId: "S",
+        owner: "S",
+        createdAt: "N",
+        listPk: "S",
+        activePk: "S",
+        team: "S",
+      }),
       KeySchema: [{ AttributeName: "sweepId", KeyType: "HASH" }],
       GlobalSecondaryIndexes: [
         gsi(INDEX.sweepsByOwner, "owner", "createdAt"),
         gsi(INDEX.sweepsByCreated, "listPk", "createdAt"),
         gsi(INDEX.sweepsActive, "activePk", "sweepId"),
+        // Keyed by the domain field itself (not a derived attribute) so that adding the index to
+        // an existing table backfills every sweep that already had a team (ADR 0038).
+        gsi(INDEX.sweepsByTeam, "team", "createdAt"),
       ],
     },
     {
@@ -231,6 +252,14 @@ export function tableDefinitions(prefix: string = DEFAULT_TABLE_PREFIX): CreateT
 export interface EnsureTablesOptions {
   /** Give up waiting for a table to become ACTIVE after this long (default 5 minutes). */
   timeoutMs?: number;
+  /**
+   * The embedded default's state directory. There an existing table that lacks one of today's
+   * indexes (made by an older spawn) is rebuilt in place, because dynalite cannot add an index
+   * to a table: its items are saved to a file here, the table is re-created, and the items are
+   * written back. A file left by an interrupted rebuild is replayed first, so nothing is lost.
+   * Without it such a table is an error (on AWS the stack adds indexes).
+   */
+  rebuildDir?: string;
 }
 
 function errorName(err: unknown): string | undefined {
@@ -259,10 +288,19 @@ function isActive(table: TableDescription | undefined): boolean {
   );
 }
 
+const keys = (schema: { AttributeName?: string; KeyType?: string }[] | undefined) =>
+  (schema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(",");
+
+/** The table has our keys and every index it has is ours, but some of ours are missing: an older spawn's table. */
+function onlyLacksIndexes(def: CreateTableCommandInput, table: TableDescription): boolean {
+  if (keys(def.KeySchema) !== keys(table.KeySchema)) return false;
+  const wanted = new Map((def.GlobalSecondaryIndexes ?? []).map((i) => [i.IndexName, keys(i.KeySchema)]));
+  const found = table.GlobalSecondaryIndexes ?? [];
+  return found.length < wanted.size && found.every((g) => wanted.get(g.IndexName) === keys(g.KeySchema));
+}
+
 /** An existing table with other keys or without one of our indexes would fail later in puzzling ways: say so now. */
 function checkShape(def: CreateTableCommandInput, table: TableDescription): void {
-  const keys = (schema: { AttributeName?: string; KeyType?: string }[] | undefined) =>
-    (schema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(",");
   const problems: string[] = [];
   if (keys(def.KeySchema) !== keys(table.KeySchema)) {
     problems.push(`key schema is ${keys(table.KeySchema)}, expected ${keys(def.KeySchema)}`);
@@ -284,12 +322,107 @@ function checkShape(def: CreateTableCommandInput, table: TableDescription): void
   }
 }
 
+type Item = Record<string, AttributeValue>;
+
+const rebuildFile = (dir: string, table: string) => join(dir, `${table}.rebuild.json`);
+
+async function scanAll(client: DynamoDBClient, tableName: string): Promise<Item[]> {
+  const items: Item[] = [];
+  let start: Item | undefined;
+  do {
+    const page = await client.send(
+      new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: start }),
+    );
+    items.push(...(page.Items ?? []));
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+/**
+ * Re-creates `def`'s table and writes `items` back, then drops the saved copy. Every step can be
+ * repeated: a table already re-created is kept, items are put again.
+ */
+async function rebuildTable(
+  client: DynamoDBClient,
+  def: CreateTableCommandInput,
+  items: Item[],
+  file: string,
+  timeoutMs: number,
+): Promise<void> {
+  const name = def.TableName!;
+  const table = await describe(client, name);
+  if (table && onlyLacksIndexes(def, table)) {
+    await client.send(new DeleteTableCommand({ TableName: name }));
+    await waitFor(client, name, timeoutMs, (t) => t === undefined);
+  }
+  if (!(await describe(client, name))) await client.send(new CreateTableCommand(def));
+  await waitFor(client, name, timeoutMs, isActive);
+  // BatchWriteItem takes at most 25 puts.
+  for (let i = 0; i < items.length; i += 25) {
+    let pending = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 10) throw new Error(`rebuilding ${name}: ${pending.length} items still unprocessed`);
+      const out = await client.send(new BatchWriteItemCommand({ RequestItems: { [name]: pending } }));
+      pending = (out.UnprocessedItems?.[name] ?? []) as typeof pending;
+    }
+  }
+  await rm(file, { force: true });
+}
+
+/** Replays a rebuild a crash interrupted; then rebuilds an older spawn's table that lacks an index. */
+async function rebuildIfNeeded(
+  client: DynamoDBClient,
+  def: CreateTableCommandInput,
+  dir: string,
+  timeoutMs: number,
+): Promise<void> {
+  const file = rebuildFile(dir, def.TableName!);
+  const saved = await readFile(file, "utf8").catch(() => undefined);
+  if (saved !== undefined) return rebuildTable(client, def, JSON.parse(saved) as Item[], file, timeoutMs);
+  const table = await describe(client, def.TableName!);
+  if (!table || !onlyLacksIndexes(def, table)) return;
+  const items = await scanAll(client, def.TableName!);
+  // Saved (atomically) before the table is dropped: from here on a crash loses nothing. spawn
+  // writes no binary attributes; one would not survive JSON, so it stops the rebuild here.
+  const json = JSON.stringify(items, (key, value) => {
+    if (value instanceof Uint8Array)
+      throw new Error(`cannot rebuild ${def.TableName}: attribute ${key} is binary`);
+    return value;
+  });
+  await writeFile(`${file}.tmp`, json);
+  await rename(`${file}.tmp`, file);
+  await rebuildTable(client, def, items, file, timeoutMs);
+}
+
+/** Polls the table's description until `done` says so, and returns the last one. */
+async function waitFor(
+  client: DynamoDBClient,
+  name: string,
+  timeoutMs: number,
+  done: (table: TableDescription | undefined) => boolean,
+): Promise<TableDescription | undefined> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    const table = await describe(client, name);
+    if (done(table)) return table;
+    if (Date.now() - started > timeoutMs)
+      throw new Error(
+        `table ${name} not ready after ${timeoutMs} ms (status ${table?.TableStatus ?? "missing"})`,
+      );
+    // dynalite and DynamoDB Local finish in milliseconds: poll fast first, then back off for real DynamoDB.
+    await sleep(attempt < 80 ? 25 : Math.min(1000, 25 * 1.2 ** (attempt - 80)));
+  }
+}
+
 async function ensureTable(
   client: DynamoDBClient,
   def: CreateTableCommandInput,
-  timeoutMs: number,
+  options: EnsureTablesOptions,
 ): Promise<boolean> {
   const name = def.TableName!;
+  const timeoutMs = options.timeoutMs ?? 5 * 60_000;
+  if (options.rebuildDir) await rebuildIfNeeded(client, def, options.rebuildDir, timeoutMs);
   let table = await describe(client, name);
   let created = false;
   if (!table) {
@@ -301,19 +434,7 @@ async function ensureTable(
       if (errorName(err) !== "ResourceInUseException") throw err;
     }
   }
-  const started = Date.now();
-  let attempt = 0;
-  while (!isActive(table)) {
-    if (Date.now() - started > timeoutMs) {
-      throw new Error(
-        `table ${name} not ACTIVE after ${timeoutMs} ms (status ${table?.TableStatus ?? "missing"})`,
-      );
-    }
-    // dynalite and DynamoDB Local finish in milliseconds: poll fast first, then back off for real DynamoDB.
-    await sleep(attempt < 80 ? 25 : Math.min(1000, 25 * 1.2 ** (attempt - 80)));
-    attempt++;
-    table = await describe(client, name);
-  }
+  if (!isActive(table)) table = await waitFor(client, name, timeoutMs, isActive);
   checkShape(def, table!);
   return created;
 }
@@ -327,8 +448,7 @@ export async function ensureTables(
   prefix: string = DEFAULT_TABLE_PREFIX,
   options: EnsureTablesOptions = {},
 ): Promise<string[]> {
-  const timeoutMs = options.timeoutMs ?? 5 * 60_000;
   const defs = tableDefinitions(prefix);
-  const created = await Promise.all(defs.map((def) => ensureTable(client, def, timeoutMs)));
+  const created = await Promise.all(defs.map((def) => ensureTable(client, def, options)));
   return defs.filter((_, i) => created[i]).map((def) => def.TableName!);
 }

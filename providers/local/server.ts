@@ -73,7 +73,8 @@ export async function runLocalServer(
   await writeFile(join(paths.home, "port"), String(port));
   const endpoint = `http://127.0.0.1:${port}`;
   const client = localDynamoClient(endpoint);
-  await ensureTables(client, TABLE_PREFIX);
+  // A store made by an older spawn is brought up to today's indexes here, keeping its items.
+  await ensureTables(client, TABLE_PREFIX, { rebuildDir: paths.home });
   const store = new DynamoStateStore(client, TABLE_PREFIX);
   const imds = new LocalImds();
   await imds.start();

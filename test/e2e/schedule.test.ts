@@ -93,6 +93,8 @@ describe("spawn schedule on the embedded default", () => {
         status: "launched",
         sweepId: expect.any(String),
         error: null,
+        // The firing's trace (ADR 0040), also on its sweep
+        traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/),
       },
     ]);
     const sweepId = history[0]!.sweepId!;

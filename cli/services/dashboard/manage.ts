@@ -1,11 +1,15 @@
 /**
  * The dashboard's schedules and alerts API: every route calls the service the matching CLI
- * command calls (cli/services/schedule.ts, cli/services/alerts.ts), so a form is validated by the
- * same rules, with the same messages, as `spawn schedule create` and `spawn alerts create`.
+ * command calls (cli/services/schedule-actions.ts, cli/services/alerts.ts), so a form is
+ * validated by the same rules, with the same messages, as `spawn schedule` and `spawn alerts`.
  * Input errors answer 400 and name the form field (the flag's name, `cron`, `on`, `spec`).
  * Webhook URLs are sealed at rest and leave this module only masked.
+ *
+ * Provider-neutral, and free of what plans or bundles a spec: the local server adds the routes
+ * only its machine can serve (manage-local.ts: a schedule from a spec file, a queue's status),
+ * and the AWS dashboard's Lambda calls these with a team's context (lambdas/dashboard-api/manage.ts).
  */
-import type { IncomingMessage } from "node:http";
+import { randomBytes } from "node:crypto";
 import type { z } from "zod";
 import { type AlertRecord, type AlertServices, publicAlertId, type Sealed } from "#core/alerts.js";
 import {
@@ -15,35 +19,38 @@ import {
   type AlertView,
   type ApiError,
   type Deleted,
-  type QueueStatusView,
-  ScheduleCreate,
   ScheduleEdit,
+  type ScheduleFromSweep,
   type ScheduleList,
   type ScheduleView,
 } from "#core/api.js";
 import { AbortError, ConditionFailedError, ExitCode, NotFoundError } from "#core/errors.js";
+import type { SweepRecord } from "#core/model.js";
 import {
+  newScheduleId,
   nextRunAfter,
   parseInstant,
   parseTrigger,
   ScheduleError,
   type ScheduleRecord,
   type TriggerInput,
+  toSchedulerExpression,
 } from "#core/schedules.js";
 import { SpecError } from "#core/spec.js";
 import { errorResponse } from "#providers/dashboard-routes.js";
-import { type CliContext, currentOwner } from "../../context.js";
-import { intArg } from "../../flags.js";
+import { encodeSpec } from "#providers/dynamodb/codec.js";
+import { type CliContext, ownerOf } from "../../context.js";
+import { intFlag } from "../../integers.js";
 import { alertJson, alertServices, createAlert, deleteAlert, listAlerts, planAlert } from "../alerts.js";
-import { queueJson, queueStatus } from "../queue.js";
 import {
-  createSchedule,
   deleteSchedule,
+  driverFor,
   pauseSchedule,
+  recordAndArm,
   requireSchedule,
   resumeSchedule,
   scheduleJson,
-} from "../schedule.js";
+} from "../schedule-actions.js";
 
 /** Opens the provider's stores for one request (the CLI opens them once per command). */
 export type OpenContext = () => Promise<CliContext>;
@@ -56,8 +63,11 @@ export interface ManageResponse {
 /** A form larger than this is not a form. */
 const MAX_BODY_BYTES = 64 * 1024;
 
+/** A request body as it arrives: the local server's request stream, or the Lambda's one string. */
+export type RequestBody = AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>;
+
 /** An input error about one field of a form. */
-class FieldError extends AbortError {
+export class FieldError extends AbortError {
   override name = "FieldError";
   constructor(
     message: string,
@@ -68,14 +78,16 @@ class FieldError extends AbortError {
   }
 }
 
-async function readBody<S extends z.ZodType>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
+/** The body parsed with `schema`; a FieldError (400) names the first field it rejects. */
+export async function readBody<S extends z.ZodType>(req: RequestBody, schema: S): Promise<z.infer<S>> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
-    size += (chunk as Buffer).length;
+    const bytes = Buffer.from(chunk);
+    size += bytes.length;
     if (size > MAX_BODY_BYTES)
       throw new FieldError(`the request body is over ${MAX_BODY_BYTES} bytes`, undefined);
-    chunks.push(chunk as Buffer);
+    chunks.push(bytes);
   }
   let value: unknown;
   try {
@@ -107,7 +119,7 @@ function fieldOf(error: AbortError, given: Record<string, string | undefined>): 
 }
 
 /** The dashboard's answer to an error, with the field; bad input (exit 2) is 400, not a state conflict. */
-function rejected(error: AbortError, given: Record<string, string | undefined>): ManageResponse {
+export function rejected(error: AbortError, given: Record<string, string | undefined>): ManageResponse {
   const { status, body } = errorResponse(error);
   const field = fieldOf(error, given);
   return {
@@ -118,25 +130,67 @@ function rejected(error: AbortError, given: Record<string, string | undefined>):
 
 // --- schedules -------------------------------------------------------------------------------
 
-const triggerInput = (form: { kind: string; expression: string; timezone?: string | undefined }) =>
+export const triggerInput = (form: { kind: string; expression: string; timezone?: string | undefined }) =>
   ({
     [form.kind]: form.expression,
     ...(form.timezone ? { timezone: form.timezone } : {}),
   }) as TriggerInput;
 
-/** The form's text, parsed as commander parses `--max-executions`; empty is none. */
-function maxExecutionsOf(text: string | null | undefined): number | undefined {
+/** The form's text, parsed as the CLI parses `--max-executions`; empty is none. */
+export function maxExecutionsOf(text: string | null | undefined): number | undefined {
   if (text === null || text === undefined || text.trim() === "") return undefined;
   try {
-    return intArg("--max-executions", 1)(text.trim());
+    return intFlag("--max-executions", 1, text.trim());
   } catch (error) {
     throw new FieldError((error as Error).message, "maxExecutions");
   }
 }
 
+/** A form's trigger and limits, checked by create's rules (parseTrigger, parseInstant, nextRunAfter). */
+interface CheckedTrigger {
+  trigger: ScheduleRecord["trigger"];
+  maxExecutions: number | undefined;
+  endAt: number | undefined;
+  nextRunAt: number;
+}
+
+/**
+ * Checks a form's trigger and limits as `spawn schedule create` checks its flags, for a schedule
+ * created at `createdAt` (a rate's period counts from it) that has launched `executions` sweeps.
+ * Each error names its flag, which `rejected` turns into the form field.
+ */
+function checkTrigger(
+  ctx: CliContext,
+  form: Pick<ScheduleEdit, "kind" | "expression" | "timezone" | "maxExecutions" | "endAfter">,
+  createdAt: number,
+  executions: number,
+): CheckedTrigger {
+  const trigger = parseTrigger(triggerInput(form));
+  // EventBridge Scheduler takes a narrower cron than croner: refused before anything is written.
+  if (ctx.provider === "aws") toSchedulerExpression(trigger);
+  const maxExecutions = maxExecutionsOf(form.maxExecutions);
+  const now = ctx.clock.now();
+  const endAt = form.endAfter ? parseInstant(form.endAfter, trigger.timezone, "--end-after") : undefined;
+  if (endAt !== undefined && endAt <= now)
+    throw new ScheduleError(`--end-after ${form.endAfter} is in the past`);
+  if (maxExecutions !== undefined && maxExecutions <= executions)
+    throw new ScheduleError(
+      `--max-executions ${maxExecutions}: the schedule has already launched ${executions} sweep(s)`,
+      "give a larger number, or delete the schedule",
+    );
+  const nextRunAt = nextRunAfter({ trigger, createdAt, ...(endAt ? { endAt } : {}) }, now);
+  if (nextRunAt === undefined)
+    throw new ScheduleError(
+      trigger.kind === "at"
+        ? `--at ${trigger.expression} is in the past`
+        : "the schedule has no firing before --end-after",
+    );
+  return { trigger, maxExecutions, endAt, nextRunAt };
+}
+
 /**
  * A new trigger, name or limits for a schedule; its spec and workdir snapshot stay. The rules
- * are create's (parseTrigger, parseInstant, nextRunAfter); a paused schedule stays paused.
+ * are create's (checkTrigger); a paused schedule stays paused.
  */
 export async function editSchedule(
   ctx: CliContext,
@@ -149,27 +203,12 @@ export async function editSchedule(
       `schedule ${scheduleId} has completed (${schedule.reason ?? "no firing left"})`,
       "create a new one",
     );
-  const trigger = parseTrigger(triggerInput(edit));
-  const maxExecutions = maxExecutionsOf(edit.maxExecutions);
-  const now = ctx.clock.now();
-  const endAt = edit.endAfter ? parseInstant(edit.endAfter, trigger.timezone, "--end-after") : undefined;
-  if (endAt !== undefined && endAt <= now)
-    throw new ScheduleError(`--end-after ${edit.endAfter} is in the past`);
-  if (maxExecutions !== undefined && maxExecutions <= schedule.executions)
-    throw new ScheduleError(
-      `--max-executions ${maxExecutions}: the schedule has already launched ${schedule.executions} sweep(s)`,
-      "give a larger number, or delete the schedule",
-    );
-  const nextRunAt = nextRunAfter(
-    { trigger, createdAt: schedule.createdAt, ...(endAt ? { endAt } : {}) },
-    now,
+  const { trigger, maxExecutions, endAt, nextRunAt } = checkTrigger(
+    ctx,
+    edit,
+    schedule.createdAt,
+    schedule.executions,
   );
-  if (nextRunAt === undefined)
-    throw new ScheduleError(
-      trigger.kind === "at"
-        ? `--at ${trigger.expression} is in the past`
-        : "the schedule has no firing before --end-after",
-    );
   let updated: ScheduleRecord;
   try {
     // Conditional on what was read: a firing in between (executions moved) wins, the user retries.
@@ -179,7 +218,7 @@ export async function editSchedule(
       {
         trigger,
         nextRunAt,
-        updatedAt: now,
+        updatedAt: ctx.clock.now(),
         ...(edit.name ? { name: edit.name } : {}),
         ...(edit.maxExecutions !== undefined ? { maxExecutions: maxExecutions ?? null } : {}),
         ...(edit.endAfter !== undefined ? { endAt: endAt ?? null } : {}),
@@ -198,9 +237,69 @@ export async function editSchedule(
   return updated;
 }
 
+/**
+ * Runs an existing sweep again on a schedule: every firing launches the sweep's stored spec with
+ * its workdir bundle, as if `spawn schedule create` had been given that spec when the sweep was
+ * launched. A browser has neither a spec file nor a workdir, so this is how the AWS dashboard
+ * schedules. The caller has checked that its actor may use `sweep`. Checked like create (a bad
+ * trigger writes nothing); the spec is stored, the record written, then armed.
+ */
+export async function createScheduleFromSweep(
+  ctx: CliContext,
+  sweep: SweepRecord,
+  form: Omit<ScheduleFromSweep, "fromSweep" | "team">,
+): Promise<ScheduleRecord> {
+  const driver = driverFor(ctx);
+  const kind = sweep.pipeline
+    ? "a pipeline"
+    : sweep.stage
+      ? "a pipeline's stage"
+      : sweep.queue
+        ? "a queue"
+        : "";
+  if (kind || !sweep.bundle)
+    throw new FieldError(
+      `sweep ${sweep.sweepId} is ${kind || "without a workdir bundle"}: only a plain sweep is run again on a schedule`,
+      "fromSweep",
+      "schedule its spec with `spawn schedule create <spec>`",
+    );
+  // A policy file was read from the launching machine's disk and is not stored with the sweep.
+  if (sweep.spec.resources.iam.some((grant) => grant.startsWith("policy-file:")))
+    throw new FieldError(
+      `sweep ${sweep.sweepId} grants its tasks a policy file, which is not stored with the sweep`,
+      "fromSweep",
+      "schedule its spec with `spawn schedule create <spec>`, which reads the file",
+    );
+  const now = ctx.clock.now();
+  const { trigger, maxExecutions, endAt, nextRunAt } = checkTrigger(ctx, form, now, 0);
+  const name = form.name?.trim() || sweep.spec.name;
+  const scheduleId = newScheduleId(name, now, () => randomBytes(4).readUInt32BE() / 2 ** 32);
+  const schedule: ScheduleRecord = {
+    scheduleId,
+    name,
+    owner: ownerOf(ctx),
+    provider: ctx.provider,
+    trigger,
+    state: "enabled",
+    specKey: `schedules/${scheduleId}/spec.json`,
+    bundle: sweep.bundle,
+    ...(sweep.specDir ? { specDir: sweep.specDir } : {}),
+    executions: 0,
+    missed: 0,
+    nextRunAt,
+    createdAt: now,
+    updatedAt: now,
+    ...(maxExecutions !== undefined ? { maxExecutions } : {}),
+    ...(endAt !== undefined ? { endAt } : {}),
+  };
+  await ctx.objects.putBytes(schedule.specKey, encodeSpec(sweep.spec));
+  await recordAndArm(ctx, driver, schedule);
+  return schedule;
+}
+
 async function schedules(
   ctx: CliContext,
-  req: IncomingMessage,
+  req: RequestBody,
   method: string,
   id: string | undefined,
   action: string | undefined,
@@ -208,24 +307,11 @@ async function schedules(
   const view = (s: ScheduleRecord): ScheduleView => scheduleJson(s);
   if (id === undefined) {
     if (method === "GET") {
-      const list = await ctx.schedules.listSchedules({ owner: currentOwner() });
+      const list = await ctx.schedules.listSchedules({ owner: ownerOf(ctx) });
       return { status: 200, body: { schedules: list.map(view) } satisfies ScheduleList };
     }
-    if (method !== "POST") return undefined;
-    const form = await readBody(req, ScheduleCreate);
-    const maxExecutions = maxExecutionsOf(form.maxExecutions);
-    try {
-      const created = await createSchedule(ctx, form.spec, {
-        ...triggerInput(form),
-        ...(form.name ? { name: form.name } : {}),
-        ...(maxExecutions !== undefined ? { maxExecutions } : {}),
-        ...(form.endAfter ? { endAfter: form.endAfter } : {}),
-      });
-      return { status: 201, body: view(created) };
-    } catch (error) {
-      if (error instanceof AbortError) return rejected(error, { spec: form.spec });
-      throw error;
-    }
+    // Creating one needs a spec and a workdir: each server has its own route (manage-local.ts, the Lambda's).
+    return undefined;
   }
   if (action === undefined && method === "GET")
     return { status: 200, body: view(await requireSchedule(ctx, id)) };
@@ -301,7 +387,7 @@ async function replaceAlert(ctx: CliContext, alertId: string, edit: AlertEdit) {
 
 async function alerts(
   ctx: CliContext,
-  req: IncomingMessage,
+  req: RequestBody,
   method: string,
   id: string | undefined,
 ): Promise<ManageResponse | undefined> {
@@ -352,34 +438,39 @@ async function alerts(
 }
 
 /**
- * `/api/schedules[/:id[/pause|resume]]`, `/api/alerts[/:id]` and `GET /api/queues/:id` (a queue's
- * jobs and dead letters, as `spawn queue status --json`; its actions are the sweep's cancel and
- * retry); `parts` is the path after `/api/`. Undefined when no route matches. User errors become
- * responses; anything else throws.
+ * Runs `route` with a context opened for this request, closed after; a user error (AbortError)
+ * becomes its response, anything else throws.
  */
-export async function manageRoute(
+export async function withContext<T extends ManageResponse | undefined>(
   openContext: OpenContext,
-  req: IncomingMessage,
-  method: string,
-  parts: readonly string[],
-): Promise<ManageResponse | undefined> {
-  const [collection, id, action, ...rest] = parts;
-  if (rest.length || (collection !== "schedules" && action !== undefined)) return undefined;
-  if (collection === "queues" && (method !== "GET" || id === undefined)) return undefined;
+  route: (ctx: CliContext) => Promise<T>,
+): Promise<T | ManageResponse> {
   const ctx = await openContext();
   try {
-    if (collection === "queues")
-      return {
-        status: 200,
-        body: queueJson(await queueStatus(ctx.store, id as string)) satisfies QueueStatusView,
-      };
-    return collection === "schedules"
-      ? await schedules(ctx, req, method, id, action)
-      : await alerts(ctx, req, method, id);
+    return await route(ctx);
   } catch (error) {
     if (error instanceof AbortError) return rejected(error, {});
     throw error;
   } finally {
     ctx.close();
   }
+}
+
+/**
+ * `/api/schedules/:id[/pause|resume]`, `GET /api/schedules` and `/api/alerts[/:id]`; `parts` is
+ * the path after `/api/`. Undefined when no route matches. User errors become responses;
+ * anything else throws.
+ */
+export async function manageRoute(
+  openContext: OpenContext,
+  req: RequestBody,
+  method: string,
+  parts: readonly string[],
+): Promise<ManageResponse | undefined> {
+  const [collection, id, action, ...rest] = parts;
+  if (rest.length || (collection !== "schedules" && action !== undefined)) return undefined;
+  if (collection !== "schedules" && collection !== "alerts") return undefined;
+  return withContext(openContext, (ctx) =>
+    collection === "schedules" ? schedules(ctx, req, method, id, action) : alerts(ctx, req, method, id),
+  );
 }

@@ -29,6 +29,7 @@ import { ExitCode } from "#core/errors.js";
 import { type MetricFamily, renderPrometheus, sweepMetricFamilies } from "#core/metrics.js";
 import type { SweepRecord } from "#core/model.js";
 import type { Clock, ObjectStore, StateStore } from "#core/ports.js";
+import { type PollerOptions, PollerRegistry } from "#providers/dashboard-poller.js";
 import {
   DashboardReads,
   errorResponse,
@@ -37,8 +38,8 @@ import {
   resultsOf,
 } from "#providers/dashboard-routes.js";
 import type { Logger } from "#providers/log.js";
-import { manageRoute, type OpenContext } from "./manage.js";
-import { type PollerOptions, PollerRegistry } from "./poller.js";
+import type { OpenContext } from "./manage.js";
+import { localManageRoute } from "./manage-local.js";
 
 export interface DashboardDeps {
   store: StateStore;
@@ -325,7 +326,7 @@ export async function startDashboard(
 
     const parts = path.slice("/api/".length).split("/").map(decodeURIComponent);
     if ((parts[0] === "schedules" || parts[0] === "alerts" || parts[0] === "queues") && deps.context) {
-      const answer = await manageRoute(deps.context, req, method, parts);
+      const answer = await localManageRoute(deps.context, req, method, parts);
       if (!answer) throw new HttpError(404, `no such API: ${method} ${path}`);
       return send(res, answer.status, answer.body);
     }

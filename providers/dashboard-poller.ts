@@ -1,6 +1,9 @@
 /**
  * One poller per watched sweep, shared by every dashboard client (SSE streams, REST reads and
- * /metrics): it keeps each task's state in memory and turns store reads into deltas.
+ * /metrics of `spawn dashboard`; `/poll` of the AWS `dashboard-api` Lambda): it keeps each task's
+ * state in memory and turns store reads into deltas. The local server ticks it on a timer
+ * ({@link PollerRegistry}); a Lambda container, frozen between invocations, ticks it when a
+ * request arrives ({@link OnDemandPollers}).
  *
  * Reading all 10,000 tasks of a sweep takes most of a second on dynalite, so a tick reads only
  * what can have changed (docs/dashboard.md has the reasoning):
@@ -54,6 +57,11 @@ export interface PollerOptions {
    * wider than that sees a task claimed and finished between two ticks at once. @default 32
    */
   pendingWindow?: number;
+  /**
+   * No timer: the poller ticks only when {@link SweepPoller.refresh} is called (a Lambda
+   * container is frozen between invocations, so a timer would fire at random later). @default false
+   */
+  onDemand?: boolean;
 }
 
 /** Observations kept for the summaries in /metrics (the most recent ones). */
@@ -88,6 +96,8 @@ export class SweepPoller {
   /** How long the last full read took. */
   private fullReadMs = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The on-demand tick in flight, shared by concurrent refresh() calls. */
+  private refreshing: Promise<void> | undefined;
   private stopped = false;
   private readonly listeners = new Set<(event: DeltaEvent) => void>();
   private readonly firstRead: Promise<void>;
@@ -120,8 +130,32 @@ export class SweepPoller {
     return this.firstRead;
   }
 
+  /**
+   * One tick now, after the first read, for a poller without a timer (`onDemand`); concurrent
+   * calls share the tick in flight. Rejects with what the reads threw (NotFoundError once the
+   * sweep is gone), where a timer's tick would log and retry.
+   */
+  refresh(): Promise<void> {
+    this.lastUsed = this.deps.clock.now();
+    this.refreshing ??= this.firstRead
+      .then(async () => {
+        const started = performance.now();
+        await this.poll();
+        this.lastPollMs = performance.now() - started;
+      })
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
+  }
+
   get listenerCount(): number {
     return this.listeners.size;
+  }
+
+  /** Tasks whose state and last record this poller keeps (0 before the first read). */
+  get taskCount(): number {
+    return this.states.length;
   }
 
   /** The current state of every task, with the sequence number it reflects. */
@@ -184,7 +218,7 @@ export class SweepPoller {
   }
 
   private schedule(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.options.onDemand) return;
     const every =
       this.ended && !this.sweep.active ? (this.options.idleTickMs ?? 2000) : (this.options.tickMs ?? 500);
     // Ticks start every `every` ms (a slow tick is followed at once, after a breath), so a change
@@ -409,5 +443,72 @@ export class PollerRegistry {
     clearInterval(this.sweeper);
     for (const p of this.pollers.values()) p.stop();
     this.pollers.clear();
+  }
+}
+
+/** Bounds and tuning of {@link OnDemandPollers}. */
+export interface OnDemandPollerOptions extends Omit<PollerOptions, "onDemand" | "tickMs" | "idleTickMs"> {
+  /** Pollers kept; the least recently used is dropped first. @default 32 */
+  maxSweeps?: number;
+  /**
+   * Tasks kept over all pollers (each keeps every task's last record: about 330 bytes measured
+   * for a task with two params and no metrics, more with metrics). The poller just used is kept
+   * whatever its size. @default 100,000
+   */
+  maxTasks?: number;
+}
+
+/**
+ * Pollers for a process that cannot tick between requests (a Lambda container is frozen between
+ * invocations): each request for a sweep ticks its poller once, so a poll costs the tick's small
+ * queries (about `2 × shards + 2`) instead of a read of every task. The first request for a sweep
+ * in a container is a full read, as a poller's first tick is, and the poller's own rules add
+ * full reads (status change, many changes, draining, 30 s since the last one). Bounded, least
+ * recently used first: at most `maxSweeps` pollers and `maxTasks` tasks.
+ */
+export class OnDemandPollers {
+  /** By sweep id, least recently used first (a Map keeps insertion order). */
+  private readonly pollers = new Map<string, SweepPoller>();
+
+  constructor(
+    private readonly deps: { store: StateStore; clock: Clock; log?: Logger },
+    private readonly options: OnDemandPollerOptions = {},
+  ) {}
+
+  /**
+   * The sweep's poller, brought up to date by one tick (a full read when it is new here);
+   * throws what the reads threw, NotFoundError for an unknown sweep, and forgets the poller then.
+   */
+  async current(sweepId: string): Promise<SweepPoller> {
+    const cached = this.pollers.get(sweepId);
+    const poller = cached ?? new SweepPoller(sweepId, this.deps, { ...this.options, onDemand: true });
+    this.pollers.delete(sweepId);
+    this.pollers.set(sweepId, poller);
+    try {
+      await (cached ? poller.refresh() : poller.ready());
+    } catch (error) {
+      // Its state may be half-updated or its sweep gone: the next request starts afresh.
+      if (this.pollers.get(sweepId) === poller) this.pollers.delete(sweepId);
+      throw error;
+    }
+    this.evict();
+    return poller;
+  }
+
+  /** The sweeps whose pollers are kept, least recently used first. */
+  sweepIds(): string[] {
+    return [...this.pollers.keys()];
+  }
+
+  private evict(): void {
+    const maxSweeps = this.options.maxSweeps ?? 32;
+    const maxTasks = this.options.maxTasks ?? 100_000;
+    let tasks = 0;
+    for (const p of this.pollers.values()) tasks += p.taskCount;
+    for (const [id, p] of this.pollers) {
+      if (this.pollers.size <= 1 || (this.pollers.size <= maxSweeps && tasks <= maxTasks)) return;
+      this.pollers.delete(id);
+      tasks -= p.taskCount;
+    }
   }
 }
